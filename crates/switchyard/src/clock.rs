@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// A point in time: nanoseconds since the Unix epoch (UTC).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -44,7 +46,10 @@ impl Timestamp {
 
     /// `self + d`, saturating.
     pub fn saturating_add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -129,7 +134,9 @@ impl Default for LiveClock {
 
 impl fmt::Debug for LiveClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LiveClock").field("now", &self.now()).finish()
+        f.debug_struct("LiveClock")
+            .field("now", &self.now())
+            .finish()
     }
 }
 
@@ -163,8 +170,10 @@ impl ManualClock {
 
     /// Move the time forward by `d`.
     pub fn advance(&self, d: Duration) {
-        self.nanos
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::AcqRel);
+        self.nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::AcqRel,
+        );
     }
 }
 
@@ -183,7 +192,10 @@ mod tests {
         // 1582329601096000 µs is the first quote of the BTCUSDT test file.
         let t = Timestamp::from_micros(1_582_329_601_096_000);
         assert_eq!(t.to_string(), "2020-02-22T00:00:01.096000000Z");
-        assert_eq!(Timestamp::ZERO.to_string(), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            Timestamp::ZERO.to_string(),
+            "1970-01-01T00:00:00.000000000Z"
+        );
     }
 
     #[test]
@@ -192,8 +204,14 @@ mod tests {
         let a = c.now();
         let b = c.now();
         assert!(b >= a);
-        let sys = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-        assert!(sys.abs_diff(b.0) < 5_000_000_000, "live clock drifted: {b:?} vs {sys}");
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(
+            sys.abs_diff(b.0) < 5_000_000_000,
+            "live clock drifted: {b:?} vs {sys}"
+        );
     }
 
     #[test]

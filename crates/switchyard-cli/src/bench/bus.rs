@@ -1,0 +1,231 @@
+//! Bus throughput and latency against raw tokio mpsc channels doing the same work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use switchyard::bus::{Overflow, sync_handler};
+use switchyard::{Bus, Clock, Envelope, LiveClock, Topic};
+use tokio::sync::{Notify, mpsc};
+
+use super::eps;
+
+/// A market-data-sized event (40 bytes).
+#[derive(Clone, Copy, Debug)]
+pub struct Tick {
+    /// Sequence within the run.
+    pub n: u64,
+    /// Price, fixed point.
+    pub price: i64,
+    /// Size, fixed point.
+    pub size: i64,
+    /// Exchange time.
+    pub ts: u64,
+    /// Instrument index.
+    pub instrument: u32,
+}
+
+fn tick(n: u64) -> Tick {
+    Tick {
+        n,
+        price: 9_682_000_000_000 + (n as i64 & 1023),
+        size: 132_000_000,
+        ts: n,
+        instrument: 7,
+    }
+}
+
+/// Shared "work" every consumer does: count and fold a checksum, then signal at the end.
+struct Sink {
+    seen: AtomicU64,
+    sum: AtomicU64,
+    done: Notify,
+    expect: u64,
+}
+
+impl Sink {
+    fn new(expect: u64) -> Arc<Self> {
+        Arc::new(Sink {
+            seen: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            done: Notify::new(),
+            expect,
+        })
+    }
+}
+
+/// A consumer-local accumulator that publishes to the shared sink at the end.
+struct Acc {
+    sink: Arc<Sink>,
+    seen: u64,
+    sum: u64,
+}
+
+impl Acc {
+    #[inline]
+    fn on(&mut self, t: &Tick) {
+        self.seen += 1;
+        self.sum = self
+            .sum
+            .wrapping_add(t.n ^ t.price as u64 ^ t.size as u64 ^ t.ts ^ u64::from(t.instrument));
+        if self.seen == self.sink.expect {
+            self.sink.seen.fetch_add(self.seen, Ordering::AcqRel);
+            self.sink.sum.fetch_add(self.sum, Ordering::AcqRel);
+            self.sink.done.notify_one();
+        }
+    }
+}
+
+/// Bus: one publisher → `subs` subscribers (`pattern`: subscribe with `bench.*` rather than
+/// the exact topic). Returns events/s (events published per second, each delivered to
+/// every subscriber).
+pub async fn bus_fanout(n: u64, subs: usize, pattern: bool) -> f64 {
+    let bus = Bus::new();
+    let mut sinks = Vec::new();
+    for i in 0..subs {
+        let sink = Sink::new(n);
+        let mut acc = Acc {
+            sink: sink.clone(),
+            seen: 0,
+            sum: 0,
+        };
+        bus.subscription::<Tick>(if pattern { "bench.*" } else { "bench.tick" })
+            .expect("valid pattern")
+            .name(format!("bench-{i}"))
+            .overflow(Overflow::Block)
+            .subscribe(sync_handler(move |ev: &Envelope<Tick>| {
+                acc.on(ev.payload());
+                Ok(())
+            }))
+            .expect("subscribe");
+        sinks.push(sink);
+    }
+    let mut p = bus.publisher::<Tick>(Topic::new("bench.tick").expect("valid topic"));
+    let start = Instant::now();
+    let producer = tokio::spawn(async move {
+        for i in 0..n {
+            p.publish(tick(i)).await.expect("bus open");
+        }
+    });
+    for s in &sinks {
+        s.done.notified().await;
+    }
+    let elapsed = start.elapsed();
+    producer.await.expect("producer");
+    bus.shutdown(Duration::from_secs(5)).await;
+    eps(n, elapsed)
+}
+
+/// Raw tokio mpsc: one bounded channel per subscriber, the producer sends a copy to each,
+/// each consumer `recv`s and does the same work as the bus handler.
+pub async fn mpsc_fanout(n: u64, subs: usize) -> f64 {
+    let mut txs = Vec::new();
+    let mut sinks = Vec::new();
+    for _ in 0..subs {
+        let (tx, mut rx) = mpsc::channel::<Tick>(switchyard::bus::DEFAULT_CAPACITY);
+        let sink = Sink::new(n);
+        let mut acc = Acc {
+            sink: sink.clone(),
+            seen: 0,
+            sum: 0,
+        };
+        tokio::spawn(async move {
+            while let Some(t) = rx.recv().await {
+                acc.on(&t);
+            }
+        });
+        txs.push(tx);
+        sinks.push(sink);
+    }
+    let start = Instant::now();
+    let producer = tokio::spawn(async move {
+        for i in 0..n {
+            let t = tick(i);
+            for tx in &txs {
+                tx.send(t).await.expect("receiver alive");
+            }
+        }
+    });
+    for s in &sinks {
+        s.done.notified().await;
+    }
+    let elapsed = start.elapsed();
+    producer.await.expect("producer");
+    eps(n, elapsed)
+}
+
+/// Publish-to-handle latency percentiles in µs (p50, p99, p99.9), publishing at `rate`
+/// events/s (paced by spinning on the clock), or as fast as possible when `rate` is None.
+pub async fn bus_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
+    let clock = Arc::new(LiveClock::new());
+    let bus = Bus::with_clock(clock.clone());
+    let sink = Sink::new(n);
+    let mut acc = Acc {
+        sink: sink.clone(),
+        seen: 0,
+        sum: 0,
+    };
+    let sub = bus
+        .subscription::<Tick>("lat.tick")
+        .expect("valid pattern")
+        .name("latency")
+        .subscribe(sync_handler(move |ev: &Envelope<Tick>| {
+            acc.on(ev.payload());
+            Ok(())
+        }))
+        .expect("subscribe");
+    let mut p = bus.publisher::<Tick>(Topic::new("lat.tick").expect("valid topic"));
+    // The producer is an OS thread, as a feed's network thread would be: a task that
+    // spins between events would keep the woken subscriber off its worker thread.
+    let handle = tokio::runtime::Handle::current();
+    let producer = std::thread::spawn(move || {
+        let start = clock.now().as_nanos();
+        let gap = rate.map(|r| 1_000_000_000 / r.max(1)).unwrap_or(0);
+        for i in 0..n {
+            if gap > 0 {
+                let due = start + i * gap;
+                while clock.now().as_nanos() < due {
+                    std::hint::spin_loop();
+                }
+            }
+            handle.block_on(p.publish(tick(i))).expect("bus open");
+        }
+    });
+    sink.done.notified().await;
+    producer.join().expect("producer");
+    let s = sub.stats();
+    bus.shutdown(Duration::from_secs(5)).await;
+    let us = |ns: u64| ns as f64 / 1_000.0;
+    (
+        us(s.latency.p50_ns),
+        us(s.latency.p99_ns),
+        us(s.latency.p999_ns),
+    )
+}
+
+/// All bus figures, in the order the README lists them.
+pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
+    // Warm up allocator and threads.
+    let _ = bus_fanout(events / 10, 1, false).await;
+    let _ = mpsc_fanout(events / 10, 1).await;
+    let mut out = Vec::new();
+    out.push(("bus_1to1_eps", bus_fanout(events, 1, false).await));
+    out.push(("mpsc_1to1_eps", mpsc_fanout(events, 1).await));
+    out.push(("bus_1to4_eps", bus_fanout(events / 2, 4, false).await));
+    out.push(("mpsc_1to4_eps", mpsc_fanout(events / 2, 4).await));
+    out.push(("bus_1to16_eps", bus_fanout(events / 4, 16, false).await));
+    out.push(("bus_1to1_pattern_eps", bus_fanout(events, 1, true).await));
+    out.push((
+        "bus_1to4_pattern_eps",
+        bus_fanout(events / 2, 4, true).await,
+    ));
+    let (p50, p99, p999) = bus_latency(200_000, Some(100_000)).await;
+    out.push(("latency_100k_p50_us", p50));
+    out.push(("latency_100k_p99_us", p99));
+    out.push(("latency_100k_p999_us", p999));
+    let (p50, p99, p999) = bus_latency(events, None).await;
+    out.push(("latency_max_p50_us", p50));
+    out.push(("latency_max_p99_us", p99));
+    out.push(("latency_max_p999_us", p999));
+    out
+}

@@ -1,0 +1,703 @@
+//! Exact fixed-point numbers for prices, quantities and money.
+//!
+//! Money is never an `f64` here. [`Price`], [`Quantity`] and [`Money`] are `i64` newtypes
+//! counting billionths (9 decimal places, [`SCALE`] = 10⁹), so every value that a venue
+//! prints with up to 9 decimals is represented exactly. The range is ±9,223,372,036.854775807,
+//! enough for any price, order size or P&L of a single account in one currency; anything
+//! beyond it is an [`ArithmeticError::Overflow`], never a silent wrap.
+//!
+//! # Contract
+//!
+//! - **Signed.** All three types are signed: a [`Quantity`] is signed when it is a position
+//!   (long > 0, short < 0) and must be positive in an order (the risk guard and the exchange
+//!   check this); a [`Price`] may be negative (some futures have traded below zero).
+//! - **Parsing** ([`FromStr`]): an optional sign, digits with an optional `.` fraction
+//!   (`"9682"`, `"9681.92"`, `"0.003"`, `"-1.5"`, `"+.5"`, `"7."`), and an optional exponent
+//!   (`"1e-3"`, `"2.5E+2"`). The value must be exact in 9 decimals: `"0.0000000001"` is an
+//!   error ([`ParseNumError::TooPrecise`]), `"1.0000000000"` is fine (trailing zeros).
+//! - **Display** prints the shortest exact decimal, without trailing zeros and without
+//!   exponent: `9681.92`, `0.003`, `-1.5`, `9682`. `parse(display(x)) == x` for every value.
+//! - **Serde**: serialized as that decimal *string* (exact, and readable by clients in any
+//!   language — JSON numbers are often parsed as doubles). Deserialization accepts the
+//!   string, or a JSON/TOML integer; floating-point input is refused because it is
+//!   already inexact.
+//! - **Arithmetic** is checked and returns `Result<_, ArithmeticError>`: `checked_add`,
+//!   `checked_sub`, `checked_neg`, `checked_abs`. Products of two 9-decimal values
+//!   ([`Price::checked_mul_qty`] → [`Money`]) are computed in `i128` and rounded to 9
+//!   decimals, half away from zero; divisions ([`Money::checked_div_qty`]) likewise.
+//! - [`Price::to_f64`] and friends exist for display and statistics only.
+//!
+//! ```
+//! use switchyard_trading::num::{Price, Quantity, Money};
+//! let p: Price = "9681.92".parse().unwrap();
+//! let q: Quantity = "0.003".parse().unwrap();
+//! let notional: Money = p.checked_mul_qty(q).unwrap();
+//! assert_eq!(notional.to_string(), "29.04576");
+//! assert!("1e-10".parse::<Price>().is_err());
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Number of decimal places of every fixed-point type.
+pub const DECIMALS: u32 = 9;
+/// Raw units per whole unit: 10^[`DECIMALS`].
+pub const SCALE: i64 = 1_000_000_000;
+
+/// An arithmetic result does not fit, or a division by zero was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArithmeticError {
+    /// The exact result is outside the range of the target type.
+    #[error("arithmetic overflow")]
+    Overflow,
+    /// Division by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+}
+
+/// Why a decimal string is not a valid fixed-point number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseNumError {
+    /// The input is empty (or only a sign).
+    #[error("empty number")]
+    Empty,
+    /// A character that is not part of a decimal number.
+    #[error("unexpected character {0:?}")]
+    InvalidChar(char),
+    /// The input has no digits in its mantissa, e.g. `"."` or `"e5"`.
+    #[error("no digits")]
+    NoDigits,
+    /// The exponent after `e` is missing or not an integer.
+    #[error("invalid exponent")]
+    InvalidExponent,
+    /// The value needs more than 9 decimal places to be exact.
+    #[error("more than 9 decimal places")]
+    TooPrecise,
+    /// The value is outside ±9,223,372,036.854775807.
+    #[error("out of range")]
+    OutOfRange,
+}
+
+/// Rounds `num / den` to the nearest integer, ties away from zero. `den != 0`.
+fn div_round(num: i128, den: i128) -> i128 {
+    let q = num / den;
+    let r = num % den;
+    if r.unsigned_abs() * 2 >= den.unsigned_abs() {
+        if (num < 0) == (den < 0) { q + 1 } else { q - 1 }
+    } else {
+        q
+    }
+}
+
+fn to_i64(v: i128) -> Result<i64, ArithmeticError> {
+    i64::try_from(v).map_err(|_| ArithmeticError::Overflow)
+}
+
+/// `a * b / SCALE`, rounded, checked: the product of two fixed-point values.
+fn mul_fixed(a: i64, b: i64) -> Result<i64, ArithmeticError> {
+    to_i64(div_round(a as i128 * b as i128, SCALE as i128))
+}
+
+/// `a * SCALE / b`, rounded, checked: the quotient of two fixed-point values.
+fn div_fixed(a: i64, b: i64) -> Result<i64, ArithmeticError> {
+    if b == 0 {
+        return Err(ArithmeticError::DivisionByZero);
+    }
+    to_i64(div_round(a as i128 * SCALE as i128, b as i128))
+}
+
+/// Parses a decimal string into raw units of 10⁻⁹.
+fn parse_raw(s: &str) -> Result<i64, ParseNumError> {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() {
+        return Err(ParseNumError::Empty);
+    }
+    let mut i = 0;
+    let negative = match bytes[0] {
+        b'-' => {
+            i = 1;
+            true
+        }
+        b'+' => {
+            i = 1;
+            false
+        }
+        _ => false,
+    };
+    if i == bytes.len() {
+        return Err(ParseNumError::Empty);
+    }
+    // Mantissa digits, accumulated without trailing zeros of the fraction so that long
+    // zero tails cannot overflow the accumulator.
+    let mut mantissa: i128 = 0;
+    let mut digits = 0usize;
+    let mut frac_digits: i64 = 0; // significant fraction digits folded into `mantissa`
+    let mut pending_zeros: i64 = 0; // fraction zeros not yet folded in
+    let mut seen_dot = false;
+    const MANTISSA_LIMIT: i128 = 1_000_000_000_000_000_000_000_000_000_000; // 1e30
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'0'..=b'9' => {
+                digits += 1;
+                let d = (c - b'0') as i128;
+                if seen_dot {
+                    if d == 0 {
+                        pending_zeros += 1;
+                    } else {
+                        for _ in 0..pending_zeros {
+                            mantissa = mantissa.checked_mul(10).ok_or(ParseNumError::TooPrecise)?;
+                        }
+                        frac_digits += pending_zeros + 1;
+                        pending_zeros = 0;
+                        mantissa = mantissa * 10 + d;
+                    }
+                } else {
+                    mantissa = mantissa * 10 + d;
+                }
+                if mantissa > MANTISSA_LIMIT {
+                    return Err(if seen_dot {
+                        ParseNumError::TooPrecise
+                    } else {
+                        ParseNumError::OutOfRange
+                    });
+                }
+                if frac_digits > DECIMALS as i64 + 40 {
+                    return Err(ParseNumError::TooPrecise);
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            b'e' | b'E' => break,
+            _ => {
+                return Err(ParseNumError::InvalidChar(
+                    s[i..].chars().next().unwrap_or('?'),
+                ));
+            }
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return Err(ParseNumError::NoDigits);
+    }
+    let mut exponent: i64 = 0;
+    if i < bytes.len() {
+        // bytes[i] is 'e' or 'E'
+        let exp = &s[i + 1..];
+        let (exp_neg, exp_digits) = match exp.as_bytes().first() {
+            Some(b'-') => (true, &exp[1..]),
+            Some(b'+') => (false, &exp[1..]),
+            _ => (false, exp),
+        };
+        if exp_digits.is_empty() || !exp_digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseNumError::InvalidExponent);
+        }
+        if exp_digits.len() > 6 {
+            return Err(if mantissa == 0 {
+                ParseNumError::InvalidExponent
+            } else if exp_neg {
+                ParseNumError::TooPrecise
+            } else {
+                ParseNumError::OutOfRange
+            });
+        }
+        let e: i64 = exp_digits
+            .parse()
+            .map_err(|_| ParseNumError::InvalidExponent)?;
+        exponent = if exp_neg { -e } else { e };
+    }
+    if mantissa == 0 {
+        return Ok(0);
+    }
+    // value = mantissa × 10^(exponent − frac_digits); raw = value × 10^9
+    let shift = DECIMALS as i64 + exponent - frac_digits;
+    let raw = if shift >= 0 {
+        let mut v = mantissa;
+        for _ in 0..shift {
+            v = v.checked_mul(10).ok_or(ParseNumError::OutOfRange)?;
+            if v > i64::MAX as i128 + 1 {
+                return Err(ParseNumError::OutOfRange);
+            }
+        }
+        v
+    } else {
+        let mut v = mantissa;
+        for _ in 0..(-shift) {
+            if v % 10 != 0 {
+                return Err(ParseNumError::TooPrecise);
+            }
+            v /= 10;
+        }
+        v
+    };
+    let signed = if negative { -raw } else { raw };
+    i64::try_from(signed).map_err(|_| ParseNumError::OutOfRange)
+}
+
+/// Writes raw units as the shortest exact decimal.
+fn fmt_raw(raw: i64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let abs = raw.unsigned_abs();
+    let int = abs / SCALE as u64;
+    let mut frac = abs % SCALE as u64;
+    let mut buf = [0u8; 32];
+    let mut len = 0;
+    if raw < 0 {
+        buf[len] = b'-';
+        len += 1;
+    }
+    let int_str = int.to_string();
+    buf[len..len + int_str.len()].copy_from_slice(int_str.as_bytes());
+    len += int_str.len();
+    if frac != 0 {
+        let mut width = DECIMALS as usize;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        buf[len] = b'.';
+        len += 1;
+        for k in (0..width).rev() {
+            buf[len + k] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        len += width;
+    }
+    // Only ASCII digits, '-' and '.' were written.
+    let s = std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?;
+    f.pad(s)
+}
+
+struct RawVisitor(&'static str);
+
+impl Visitor<'_> for RawVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a {} as a decimal string such as \"9681.92\", or an integer",
+            self.0
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        parse_raw(v).map_err(|e| E::custom(format_args!("invalid number {v:?}: {e}")))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        v.checked_mul(SCALE)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v)
+            .ok()
+            .and_then(|v| v.checked_mul(SCALE))
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        Err(E::custom(format_args!(
+            "floating-point {v} is inexact; write the {} as a string, e.g. \"{v}\"",
+            self.0
+        )))
+    }
+}
+
+macro_rules! fixed_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(i64);
+
+        impl $name {
+            /// Zero.
+            pub const ZERO: $name = $name(0);
+            /// One whole unit.
+            pub const ONE: $name = $name(SCALE);
+            /// The largest value.
+            pub const MAX: $name = $name(i64::MAX);
+            /// The smallest (most negative) value.
+            pub const MIN: $name = $name(i64::MIN);
+
+            /// From raw units of 10⁻⁹ (`from_raw(1_500_000_000)` is 1.5).
+            pub const fn from_raw(raw: i64) -> Self {
+                $name(raw)
+            }
+
+            /// The raw count of 10⁻⁹ units.
+            pub const fn raw(self) -> i64 {
+                self.0
+            }
+
+            /// A whole number of units, checked.
+            pub const fn from_int(units: i64) -> Result<Self, ArithmeticError> {
+                match units.checked_mul(SCALE) {
+                    Some(raw) => Ok($name(raw)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `mantissa × 10^-decimals`, checked; `decimals` ≤ 9.
+            /// `from_scaled(968192, 2)` is 9681.92.
+            pub const fn from_scaled(mantissa: i64, decimals: u32) -> Result<Self, ArithmeticError> {
+                if decimals > DECIMALS {
+                    return Err(ArithmeticError::Overflow);
+                }
+                match mantissa.checked_mul(10i64.pow(DECIMALS - decimals)) {
+                    Some(raw) => Ok($name(raw)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `true` if zero.
+            pub const fn is_zero(self) -> bool {
+                self.0 == 0
+            }
+
+            /// `true` if strictly greater than zero.
+            pub const fn is_positive(self) -> bool {
+                self.0 > 0
+            }
+
+            /// `true` if strictly less than zero.
+            pub const fn is_negative(self) -> bool {
+                self.0 < 0
+            }
+
+            /// -1, 0 or 1.
+            pub const fn signum(self) -> i64 {
+                self.0.signum()
+            }
+
+            /// `self + rhs`, checked.
+            pub const fn checked_add(self, rhs: Self) -> Result<Self, ArithmeticError> {
+                match self.0.checked_add(rhs.0) {
+                    Some(v) => Ok($name(v)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `self - rhs`, checked.
+            pub const fn checked_sub(self, rhs: Self) -> Result<Self, ArithmeticError> {
+                match self.0.checked_sub(rhs.0) {
+                    Some(v) => Ok($name(v)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `-self`, checked (only `MIN` overflows).
+            pub const fn checked_neg(self) -> Result<Self, ArithmeticError> {
+                match self.0.checked_neg() {
+                    Some(v) => Ok($name(v)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `|self|`, checked (only `MIN` overflows).
+            pub const fn checked_abs(self) -> Result<Self, ArithmeticError> {
+                match self.0.checked_abs() {
+                    Some(v) => Ok($name(v)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `self × n` for an integer `n`, checked.
+            pub const fn checked_mul_int(self, n: i64) -> Result<Self, ArithmeticError> {
+                match self.0.checked_mul(n) {
+                    Some(v) => Ok($name(v)),
+                    None => Err(ArithmeticError::Overflow),
+                }
+            }
+
+            /// `self × num / den`, rounded half away from zero, checked. Used for basis
+            /// points (`num = bps, den = 10_000`) and pro-rata splits.
+            pub fn checked_mul_ratio(self, num: i64, den: i64) -> Result<Self, ArithmeticError> {
+                if den == 0 {
+                    return Err(ArithmeticError::DivisionByZero);
+                }
+                to_i64(div_round(self.0 as i128 * num as i128, den as i128)).map($name)
+            }
+
+            /// An approximation for display and statistics. Never compute money with it.
+            pub fn to_f64(self) -> f64 {
+                self.0 as f64 / SCALE as f64
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt_raw(self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseNumError;
+            fn from_str(s: &str) -> Result<Self, ParseNumError> {
+                parse_raw(s).map($name)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(RawVisitor($what)).map($name)
+            }
+        }
+    };
+}
+
+fixed_type!(
+    /// A price per unit of an instrument, 9 decimal places.
+    Price,
+    "price"
+);
+fixed_type!(
+    /// An amount of an instrument (order size, fill size, signed position), 9 decimal
+    /// places.
+    Quantity,
+    "quantity"
+);
+fixed_type!(
+    /// An amount of quote currency (notional, P&L, fees), signed, 9 decimal places.
+    Money,
+    "money amount"
+);
+
+impl Price {
+    /// The notional `self × qty`, rounded to 9 decimals half away from zero, checked.
+    pub fn checked_mul_qty(self, qty: Quantity) -> Result<Money, ArithmeticError> {
+        mul_fixed(self.0, qty.0).map(Money)
+    }
+
+    /// The midpoint of two prices, rounded half away from zero (cannot overflow).
+    pub fn midpoint(self, other: Price) -> Price {
+        Price(div_round(self.0 as i128 + other.0 as i128, 2) as i64)
+    }
+
+    /// `true` if `self` is a whole multiple of `step` (a tick size). A zero `step`
+    /// accepts everything.
+    pub fn is_multiple_of(self, step: Price) -> bool {
+        step.0 == 0 || self.0 % step.0 == 0
+    }
+}
+
+impl Quantity {
+    /// `true` if `self` is a whole multiple of `step` (a lot size). A zero `step`
+    /// accepts everything.
+    pub fn is_multiple_of(self, step: Quantity) -> bool {
+        step.0 == 0 || self.0 % step.0 == 0
+    }
+
+    /// The smaller of `|self|` and `|other|`, as a non-negative quantity, checked.
+    pub fn min_abs(self, other: Quantity) -> Result<Quantity, ArithmeticError> {
+        Ok(self.checked_abs()?.min(other.checked_abs()?))
+    }
+}
+
+impl Money {
+    /// The price `self / qty` (e.g. an average entry price from a cost basis), rounded
+    /// half away from zero, checked.
+    pub fn checked_div_qty(self, qty: Quantity) -> Result<Price, ArithmeticError> {
+        div_fixed(self.0, qty.0).map(Price)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(s: &str) -> Price {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_venue_numbers() {
+        assert_eq!(p("9682").raw(), 9_682_000_000_000);
+        assert_eq!(p("9681.92").raw(), 9_681_920_000_000);
+        assert_eq!(p("0.003").raw(), 3_000_000);
+        assert_eq!(p("-1.5").raw(), -1_500_000_000);
+        assert_eq!(p("+.5").raw(), 500_000_000);
+        assert_eq!(p("7.").raw(), 7_000_000_000);
+        assert_eq!(p("1e-3"), p("0.001"));
+        assert_eq!(p("2.5E+2"), p("250"));
+        assert_eq!(p("0.000000001").raw(), 1);
+        assert_eq!(
+            p("1.000000000000000000000000000000000000000000000000"),
+            p("1")
+        );
+        assert_eq!(p("0e99999"), Price::ZERO);
+        assert_eq!(p("9223372036.854775807"), Price::MAX);
+        assert_eq!(p("-9223372036.854775808"), Price::MIN);
+    }
+
+    #[test]
+    fn rejects_bad_numbers() {
+        use ParseNumError::*;
+        let e = |s: &str| s.parse::<Price>().unwrap_err();
+        assert_eq!(e(""), Empty);
+        assert_eq!(e("-"), Empty);
+        assert_eq!(e("."), NoDigits);
+        assert_eq!(e("abc"), InvalidChar('a'));
+        assert_eq!(e("1.2.3"), InvalidChar('.'));
+        assert_eq!(e("1,5"), InvalidChar(','));
+        assert_eq!(e(" 1"), InvalidChar(' '));
+        assert_eq!(e("1e"), InvalidExponent);
+        assert_eq!(e("1e+"), InvalidExponent);
+        assert_eq!(e("1e1.5"), InvalidExponent);
+        assert_eq!(e("0.0000000001"), TooPrecise);
+        assert_eq!(e("1e-10"), TooPrecise);
+        assert_eq!(e("9223372036.854775808"), OutOfRange);
+        assert_eq!(e("1e10"), OutOfRange);
+        assert_eq!(e("99999999999999999999999999999999999999999"), OutOfRange);
+        assert_eq!(e("1e9999999"), OutOfRange);
+        assert_eq!(e("NaN"), InvalidChar('N'));
+    }
+
+    #[test]
+    fn displays_without_trailing_zeros() {
+        assert_eq!(p("9682.000").to_string(), "9682");
+        assert_eq!(p("9681.920").to_string(), "9681.92");
+        assert_eq!(p("0.003").to_string(), "0.003");
+        assert_eq!(p("-0.5").to_string(), "-0.5");
+        assert_eq!(Price::ZERO.to_string(), "0");
+        assert_eq!(Price::MIN.to_string(), "-9223372036.854775808");
+        assert_eq!(format!("{:>8}", p("1.5")), "     1.5");
+        assert_eq!(format!("{:?}", p("1.5")), "Price(1.5)");
+    }
+
+    #[test]
+    fn notional_and_rounding() {
+        let q: Quantity = "0.003".parse().unwrap();
+        assert_eq!(
+            p("9681.92").checked_mul_qty(q).unwrap().to_string(),
+            "29.04576"
+        );
+        // 0.000000001 × 0.5 = 5e-10 → rounds half away from zero to 1e-9
+        let half: Quantity = "0.5".parse().unwrap();
+        assert_eq!(Price::from_raw(1).checked_mul_qty(half).unwrap().raw(), 1);
+        assert_eq!(Price::from_raw(-1).checked_mul_qty(half).unwrap().raw(), -1);
+        assert_eq!(
+            Price::MAX.checked_mul_qty(Quantity::from_int(2).unwrap()),
+            Err(ArithmeticError::Overflow)
+        );
+        let cost: Money = "300".parse().unwrap();
+        let avg = cost
+            .checked_div_qty(Quantity::from_int(3).unwrap())
+            .unwrap();
+        assert_eq!(avg, p("100"));
+        assert_eq!(
+            cost.checked_div_qty(Quantity::ZERO),
+            Err(ArithmeticError::DivisionByZero)
+        );
+        assert_eq!(p("10").midpoint(p("10.000000001")).raw(), 10_000_000_001);
+        assert_eq!(
+            Money::from_int(100)
+                .unwrap()
+                .checked_mul_ratio(5, 10_000)
+                .unwrap()
+                .to_string(),
+            "0.05"
+        );
+        assert_eq!(Price::MIN.checked_neg(), Err(ArithmeticError::Overflow));
+        assert_eq!(
+            Price::MAX.checked_add(Price::from_raw(1)),
+            Err(ArithmeticError::Overflow)
+        );
+    }
+
+    #[test]
+    fn serde_is_a_decimal_string() {
+        let v = p("9681.92");
+        assert_eq!(serde_json::to_string(&v).unwrap(), "\"9681.92\"");
+        assert_eq!(serde_json::from_str::<Price>("\"9681.92\"").unwrap(), v);
+        assert_eq!(serde_json::from_str::<Price>("12").unwrap(), p("12"));
+        assert_eq!(serde_json::from_str::<Price>("-12").unwrap(), p("-12"));
+        let err = serde_json::from_str::<Price>("1.5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inexact"), "{err}");
+        let err = serde_json::from_str::<Price>("\"abc\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid number \"abc\""), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn display_parse_roundtrip(raw in any::<i64>()) {
+            let v = Money::from_raw(raw);
+            prop_assert_eq!(v.to_string().parse::<Money>().unwrap(), v);
+            let json = serde_json::to_string(&v).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), v);
+        }
+
+        #[test]
+        fn exponent_form_roundtrip(raw in any::<i64>(), shift in 0u32..6) {
+            // x written as mantissa e-shift with the point moved right
+            let v = Price::from_raw(raw);
+            let s = v.to_string();
+            let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let mut frac = frac.to_string();
+            while frac.len() < shift as usize { frac.push('0'); }
+            let moved = format!("{sign}{int}{}.{}e-{shift}", &frac[..shift as usize], &frac[shift as usize..]);
+            prop_assert_eq!(moved.parse::<Price>().unwrap(), v, "{}", moved);
+        }
+
+        #[test]
+        fn add_sub_match_i128(a in any::<i64>(), b in any::<i64>()) {
+            let (x, y) = (Quantity::from_raw(a), Quantity::from_raw(b));
+            let sum = a as i128 + b as i128;
+            match x.checked_add(y) {
+                Ok(v) => prop_assert_eq!(v.raw() as i128, sum),
+                Err(_) => prop_assert!(i64::try_from(sum).is_err()),
+            }
+            let diff = a as i128 - b as i128;
+            match x.checked_sub(y) {
+                Ok(v) => prop_assert_eq!(v.raw() as i128, diff),
+                Err(_) => prop_assert!(i64::try_from(diff).is_err()),
+            }
+        }
+
+        #[test]
+        fn notional_matches_i128(a in any::<i64>(), b in any::<i64>()) {
+            let prod = a as i128 * b as i128;
+            let scale = SCALE as i128;
+            // reference: round half away from zero
+            let q = prod / scale;
+            let r = prod % scale;
+            let expect = if r.abs() * 2 >= scale { q + prod.signum() } else { q };
+            match Price::from_raw(a).checked_mul_qty(Quantity::from_raw(b)) {
+                Ok(m) => prop_assert_eq!(m.raw() as i128, expect),
+                Err(e) => {
+                    prop_assert_eq!(e, ArithmeticError::Overflow);
+                    prop_assert!(i64::try_from(expect).is_err());
+                }
+            }
+        }
+
+        #[test]
+        fn exact_products_are_exact(price_cents in 1i64..10_000_000, qty_milli in 1i64..1_000_000) {
+            let p = Price::from_scaled(price_cents, 2).unwrap();
+            let q = Quantity::from_scaled(qty_milli, 3).unwrap();
+            let m = p.checked_mul_qty(q).unwrap();
+            prop_assert_eq!(m.raw() as i128, price_cents as i128 * qty_milli as i128 * 10_000);
+            prop_assert_eq!(m.checked_div_qty(q).unwrap(), p);
+        }
+    }
+}

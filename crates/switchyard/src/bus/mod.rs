@@ -1,0 +1,988 @@
+//! The event bus: typed events, topic routing, a bounded queue and a task per subscriber.
+//!
+//! # Publishing
+//! Any `T: Send + Sync + 'static` is an event. [`Bus::publish`] takes a [`Topic`] and a
+//! value; a [`Publisher`] bound to one topic skips the route lookup and is the hot path.
+//! Each event gets the next bus sequence number and a timestamp from the bus [`Clock`],
+//! and travels in an [`Envelope`]. With one matching subscriber the payload moves into
+//! its queue; with several it is put behind one `Arc` and shared, never cloned.
+//!
+//! # Routing
+//! Subscriptions name a [`Pattern`] with NATS semantics (`*` one token, `>` the rest) and
+//! an event type; an event reaches the subscriptions whose pattern matches its topic *and*
+//! whose type is the event's type. Routes are resolved through a token trie and cached
+//! per topic and type until the next subscribe or unsubscribe.
+//!
+//! # Delivery and ordering
+//! Every subscription has its own bounded queue and its own worker task, which runs the
+//! [`Handler`] for one event at a time. A subscription sees the events of any one
+//! publisher in the order they were published (events from concurrent publishers
+//! interleave). A slow subscription delays nobody else, except that under
+//! [`Overflow::Block`] the *publisher* waits for room — that is what `Block` is for.
+//!
+//! # Lagging: overflow policies
+//! When a queue is full, its [`Overflow`] policy decides: `Block`, `DropOldest`,
+//! `DropNewest`, `Conflate`/`ConflateBy` or `Evict`. Every event lost is counted per
+//! subscription, by cause ([`DropCounts`]).
+//!
+//! **Publishing from a handler never blocks.** A publish made while a handler is being
+//! polled is admitted past a full `Block` queue (counted as `overcommitted`) instead of
+//! waiting, so two handlers that publish to each other cannot deadlock. Backpressure
+//! applies to the sources of events, not to the reactions inside the graph.
+//!
+//! # Control lane
+//! [`Bus::publish_control`] sends a [`ControlEvent`] to every subscription built with
+//! `control(true)`, ahead of its queued data: the worker checks the control lane before
+//! every data event.
+//!
+//! # Failures
+//! A handler's `Err` or panic is caught, logged with `tracing` (topic, subscription,
+//! sequence), counted, and published as a [`DeadLetter`] carrying the original envelope
+//! on `switchyard.dead_letter.<topic>`. The worker goes on with the next event.
+//!
+//! # Unsubscribing
+//! After [`Subscription::unsubscribe`] returns, no event published afterwards reaches the
+//! handler; events queued before it are still delivered, then the worker ends
+//! ([`Subscription::closed`] waits for that).
+//!
+//! # Closing
+//! [`Bus::shutdown`] refuses new events ([`PublishError::Closed`] hands the event back),
+//! lets every worker drain its queue until the deadline, then stops them and returns a
+//! [`BusShutdownReport`]: per subscription, delivered, dropped and undelivered. Every
+//! accepted event is in exactly one of those columns. Workers wake on events; nothing
+//! polls.
+//!
+//! ```
+//! use switchyard::bus::{Bus, Overflow, sync_handler};
+//! use switchyard::Topic;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let bus = Bus::new();
+//! let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+//! let s = seen.clone();
+//! bus.subscription::<u64>("prices.*").unwrap()
+//!     .name("summer")
+//!     .overflow(Overflow::Block)
+//!     .subscribe(sync_handler(move |ev: &switchyard::Envelope<u64>| {
+//!         s.fetch_add(*ev.payload(), std::sync::atomic::Ordering::Relaxed);
+//!         Ok(())
+//!     }))
+//!     .unwrap();
+//! let mut p = bus.publisher::<u64>(Topic::new("prices.BTC").unwrap());
+//! for i in 0..10 {
+//!     p.publish(i).await.unwrap();
+//! }
+//! let report = bus.shutdown(std::time::Duration::from_secs(1)).await;
+//! assert_eq!(report.subscriptions[0].delivered, 10);
+//! assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 45);
+//! # }
+//! ```
+
+mod error;
+mod handler;
+mod metrics;
+mod options;
+mod queue;
+mod routes;
+mod worker;
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use error::{HandlerError, HandlerResult, PublishError, SubscribeError, TryPublishError};
+pub use handler::{FnHandler, Handler, SyncHandler, handler_fn, sync_handler};
+pub use metrics::{
+    BusShutdownReport, BusSnapshot, DropCounts, LATENCY_BUCKETS_SECONDS, LatencySummary,
+    NanoHistogram, SubscriptionReport, SubscriptionStats, TopicStats,
+};
+pub use options::{DEFAULT_BATCH, DEFAULT_CAPACITY, Overflow};
+pub use worker::{DeadLetter, Failure};
+
+use queue::{Push, Status, SubShared};
+use routes::{RouteEntry, Routes, SubId};
+
+use crate::clock::{Clock, LiveClock, Timestamp};
+use crate::control::{Alert, ControlEnvelope, ControlEvent};
+use crate::envelope::{Envelope, Payload};
+use crate::topic::{Pattern, Topic, TopicError};
+
+/// Topics under this prefix carry [`DeadLetter`]s.
+pub const DEAD_LETTER_PREFIX: &str = "switchyard.dead_letter.";
+
+/// What the bus needs to know of a subscription whatever its event type.
+trait ErasedSub: Send + Sync {
+    fn stats(&self) -> SubscriptionStats;
+    fn push_control(&self, c: Arc<ControlEnvelope>) -> bool;
+    fn close(&self, status: Status);
+    fn stop_now(&self);
+    fn is_finished(&self) -> bool;
+    fn done(&self) -> &tokio::sync::Notify;
+    fn pattern(&self) -> Option<&Pattern>;
+    fn wants_control(&self) -> bool;
+}
+
+impl<T: Send + Sync + 'static> ErasedSub for SubShared<T> {
+    fn stats(&self) -> SubscriptionStats {
+        SubShared::stats(self)
+    }
+    fn push_control(&self, c: Arc<ControlEnvelope>) -> bool {
+        SubShared::push_control(self, c)
+    }
+    fn close(&self, status: Status) {
+        SubShared::close(self, status)
+    }
+    fn stop_now(&self) {
+        SubShared::stop_now(self)
+    }
+    fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+    fn done(&self) -> &tokio::sync::Notify {
+        &self.done
+    }
+    fn pattern(&self) -> Option<&Pattern> {
+        self.pattern.as_ref()
+    }
+    fn wants_control(&self) -> bool {
+        self.wants_control
+    }
+}
+
+struct SubRecord {
+    sub: Arc<dyn ErasedSub>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Resolved routes cached per (topic, event type); valid for one route generation.
+type RouteCache = (u64, HashMap<(Topic, TypeId), Arc<dyn Any + Send + Sync>>);
+type Records = Vec<(Arc<dyn ErasedSub>, Option<tokio::task::JoinHandle<()>>)>;
+
+struct Inner {
+    clock: Arc<dyn Clock>,
+    seq: AtomicU64,
+    closed: AtomicBool,
+    generation: AtomicU64,
+    next_id: AtomicU64,
+    routes: RwLock<Routes>,
+    /// (topic, event type) -> Arc<[Arc<SubShared<T>>]>, valid for `cache_generation`.
+    cache: Mutex<RouteCache>,
+    topic_counts: RwLock<HashMap<Topic, Arc<AtomicU64>>>,
+    control_subs: RwLock<Vec<Arc<dyn ErasedSub>>>,
+    subs: Mutex<Vec<(SubId, SubRecord)>>,
+}
+
+/// A handle to an event bus. Cheap to clone; all clones are the same bus.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("published", &self.inner.seq.load(Ordering::Relaxed))
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type Routed<T> = Arc<[Arc<SubShared<T>>]>;
+
+impl Bus {
+    /// A bus stamping events with a [`LiveClock`].
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(LiveClock::new()))
+    }
+
+    /// A bus stamping events with `clock` (a manual clock for tests and replays).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Bus {
+            inner: Arc::new(Inner {
+                clock,
+                seq: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                next_id: AtomicU64::new(1),
+                routes: RwLock::new(Routes::default()),
+                cache: Mutex::new((0, HashMap::new())),
+                topic_counts: RwLock::new(HashMap::new()),
+                control_subs: RwLock::new(Vec::new()),
+                subs: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The bus clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.inner.clock)
+    }
+
+    /// The current time on the bus clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// True once [`Bus::shutdown`] has started.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Start building a subscription to events of type `T` on `pattern`.
+    pub fn subscription<T: Send + Sync + 'static>(
+        &self,
+        pattern: &str,
+    ) -> Result<SubscriptionBuilder<T>, TopicError> {
+        let pattern = Pattern::new(pattern)?;
+        Ok(SubscriptionBuilder {
+            bus: self.clone(),
+            name: pattern.as_str().to_owned(),
+            pattern: Some(pattern),
+            capacity: DEFAULT_CAPACITY,
+            batch: DEFAULT_BATCH,
+            overflow: Overflow::Block,
+            control: false,
+        })
+    }
+
+    /// Subscribe `handler` to events of type `T` on `pattern`, with default options
+    /// (capacity [`DEFAULT_CAPACITY`], [`Overflow::Block`], no control lane).
+    pub fn subscribe<T, H>(&self, pattern: &str, handler: H) -> Result<Subscription, SubscribeError>
+    where
+        T: Send + Sync + 'static,
+        H: Handler<T>,
+    {
+        self.subscription::<T>(pattern)?.subscribe(handler)
+    }
+
+    /// Subscribe a closure to control events only.
+    pub fn subscribe_control<F, Fut>(
+        &self,
+        name: &str,
+        f: F,
+    ) -> Result<Subscription, SubscribeError>
+    where
+        F: FnMut(&ControlEnvelope) -> Fut + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        SubscriptionBuilder::<()> {
+            bus: self.clone(),
+            name: name.to_owned(),
+            pattern: None,
+            capacity: 1,
+            batch: 1,
+            overflow: Overflow::DropNewest,
+            control: true,
+        }
+        .subscribe(handler::ControlFn(f))
+    }
+
+    /// A publisher bound to `topic`: the fast path (no route lookup per event).
+    pub fn publisher<T: Send + Sync + 'static>(&self, topic: Topic) -> Publisher<T> {
+        let mut p = Publisher {
+            bus: self.clone(),
+            topic,
+            count: self.topic_counter(topic),
+            generation: u64::MAX,
+            routes: Arc::from(Vec::new()),
+        };
+        p.refresh();
+        p
+    }
+
+    /// Publish `event` on `topic`. Waits only if a matching `Block` subscription is full
+    /// (and never when called from inside a handler). Returns the sequence number.
+    pub async fn publish<T: Send + Sync + 'static>(
+        &self,
+        topic: Topic,
+        event: T,
+    ) -> Result<u64, PublishError<T>> {
+        let routes = self.routes_for::<T>(topic);
+        let count = self.topic_counter(topic);
+        deliver(&self.inner, &routes, topic, &count, event, Mode::Wait).await
+    }
+
+    /// Publish without waiting. If a matching `Block` subscription is full, nobody gets
+    /// the event and it is handed back in [`TryPublishError::Full`].
+    pub fn try_publish<T: Send + Sync + 'static>(
+        &self,
+        topic: Topic,
+        event: T,
+    ) -> Result<u64, TryPublishError<T>> {
+        let routes = self.routes_for::<T>(topic);
+        let count = self.topic_counter(topic);
+        try_deliver(&self.inner, &routes, topic, &count, event)
+    }
+
+    /// Publish, admitting past a full `Block` queue rather than waiting (as publishes from
+    /// handlers do). For framework events that must not wait.
+    pub(crate) fn publish_nonblocking<T: Send + Sync + 'static>(
+        &self,
+        topic: Topic,
+        event: T,
+    ) -> Result<u64, PublishError<T>> {
+        let routes = self.routes_for::<T>(topic);
+        let count = self.topic_counter(topic);
+        let fut = pin!(deliver(
+            &self.inner,
+            &routes,
+            topic,
+            &count,
+            event,
+            Mode::Overcommit
+        ));
+        // Overcommit mode never awaits anything: one poll completes it.
+        let waker = std::task::Waker::noop();
+        match fut.poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => unreachable!("overcommit delivery never waits"),
+        }
+    }
+
+    /// Publish a framework control event to every control subscriber, ahead of their
+    /// queued data. Accepted until the bus has finished shutting down.
+    pub fn publish_control(&self, event: ControlEvent) -> u64 {
+        let topic = event.topic();
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let env = Arc::new(ControlEnvelope {
+            topic,
+            seq,
+            ts: self.inner.clock.now(),
+            event,
+        });
+        self.topic_counter(topic).fetch_add(1, Ordering::Relaxed);
+        let subs = self
+            .inner
+            .control_subs
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for s in subs.iter() {
+            s.push_control(Arc::clone(&env));
+        }
+        seq
+    }
+
+    /// Counters and histograms of the whole bus.
+    pub fn snapshot(&self) -> BusSnapshot {
+        let mut topics: Vec<TopicStats> = self
+            .inner
+            .topic_counts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(t, c)| TopicStats {
+                topic: t.as_str().to_owned(),
+                published: c.load(Ordering::Relaxed),
+            })
+            .collect();
+        topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+        let subs: Vec<Arc<dyn ErasedSub>> = self
+            .inner
+            .subs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, r)| Arc::clone(&r.sub))
+            .collect();
+        BusSnapshot {
+            published: self.inner.seq.load(Ordering::Relaxed),
+            closed: self.is_closed(),
+            topics,
+            subscriptions: subs.iter().map(|s| s.stats()).collect(),
+        }
+    }
+
+    /// Stop accepting events, drain every queue until `deadline` has passed, stop the
+    /// workers, and report per subscription what was delivered, dropped and left
+    /// undelivered. Calling it again returns a fresh report.
+    pub async fn shutdown(&self, deadline: Duration) -> BusShutdownReport {
+        let started = tokio::time::Instant::now();
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let records: Records = {
+            let mut subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
+            subs.iter_mut()
+                .map(|(_, r)| (Arc::clone(&r.sub), r.task.take()))
+                .collect()
+        };
+        for (s, _) in &records {
+            s.close(Status::Draining);
+        }
+        let all_done = async {
+            for (s, _) in &records {
+                wait_finished(&**s).await;
+            }
+        };
+        let deadline_hit = tokio::time::timeout(deadline, all_done).await.is_err();
+        for (s, task) in records.iter() {
+            if !s.is_finished() {
+                s.stop_now();
+                if let Some(t) = task {
+                    t.abort();
+                }
+            }
+        }
+        for (_, task) in records {
+            if let Some(t) = task {
+                let _ = t.await;
+            }
+        }
+        let subscriptions = self
+            .snapshot()
+            .subscriptions
+            .iter()
+            .map(SubscriptionReport::from)
+            .collect();
+        let report = BusShutdownReport {
+            deadline_hit,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            subscriptions,
+        };
+        tracing::info!(
+            deadline_hit,
+            undelivered = report.undelivered(),
+            "bus shut down"
+        );
+        report
+    }
+
+    fn topic_counter(&self, topic: Topic) -> Arc<AtomicU64> {
+        if let Some(c) = self
+            .inner
+            .topic_counts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&topic)
+        {
+            return Arc::clone(c);
+        }
+        Arc::clone(
+            self.inner
+                .topic_counts
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(topic)
+                .or_default(),
+        )
+    }
+
+    fn routes_for<T: Send + Sync + 'static>(&self, topic: Topic) -> Routed<T> {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let key = (topic, TypeId::of::<T>());
+        {
+            let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0 != generation {
+                cache.0 = generation;
+                cache.1.clear();
+            } else if let Some(r) = cache.1.get(&key)
+                && let Ok(r) = Arc::clone(r).downcast::<Routed<T>>()
+            {
+                return Routed::clone(&r);
+            }
+        }
+        let routed: Routed<T> = self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .resolve::<SubShared<T>>(&topic)
+            .into();
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 == generation {
+            cache.1.insert(key, Arc::new(Routed::clone(&routed)));
+        }
+        routed
+    }
+
+    fn remove_routes(&self, id: SubId, pattern: Option<&Pattern>) {
+        if let Some(p) = pattern {
+            self.inner
+                .routes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(p, id);
+        }
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn unsubscribe_id(&self, id: SubId) {
+        let sub = self
+            .inner
+            .subs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, r)| Arc::clone(&r.sub));
+        let Some(sub) = sub else { return };
+        // Close first: a publisher still holding stale routes then finds it closed.
+        sub.close(Status::Unsubscribed);
+        self.remove_routes(id, sub.pattern());
+        if sub.wants_control() {
+            self.inner
+                .control_subs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|s| !Arc::ptr_eq(s, &sub));
+        }
+    }
+
+    fn evicted(&self, id: SubId, name: &str, dropped: u64) {
+        self.unsubscribe_id(id);
+        tracing::warn!(
+            subscription = name,
+            dropped,
+            "subscription evicted: its queue stayed full"
+        );
+        self.publish_control(ControlEvent::Alert(Alert::SubscriberEvicted {
+            subscription: name.to_owned(),
+            dropped,
+        }));
+    }
+}
+
+async fn wait_finished(s: &dyn ErasedSub) {
+    loop {
+        let notified = s.done().notified();
+        let mut notified = pin!(notified);
+        notified.as_mut().enable();
+        if s.is_finished() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Wait for room under `Block` (unless inside a handler).
+    Wait,
+    /// Never wait: admit past capacity.
+    Overcommit,
+}
+
+async fn deliver<T: Send + Sync + 'static>(
+    inner: &Arc<Inner>,
+    routes: &[Arc<SubShared<T>>],
+    topic: Topic,
+    count: &AtomicU64,
+    event: T,
+    mode: Mode,
+) -> Result<u64, PublishError<T>> {
+    if inner.closed.load(Ordering::Acquire) {
+        return Err(PublishError::Closed(event));
+    }
+    let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
+    let ts = inner.clock.now();
+    count.fetch_add(1, Ordering::Relaxed);
+    let overcommit = mode == Mode::Overcommit || worker::in_handler();
+    match routes {
+        [] => Ok(seq),
+        [only] => {
+            let env = Envelope {
+                topic,
+                seq,
+                ts,
+                payload: Payload::Owned(event),
+            };
+            match push_one(inner, only, env, overcommit).await {
+                Some((env, true)) => match env.payload {
+                    Payload::Owned(t) => Err(PublishError::Closed(t)),
+                    Payload::Shared(_) => unreachable!("sent owned"),
+                },
+                _ => Ok(seq),
+            }
+        }
+        many => {
+            let shared = Arc::new(event);
+            let mut accepted_any = false;
+            let mut refused_at_shutdown = Vec::new();
+            for sub in many {
+                let env = Envelope {
+                    topic,
+                    seq,
+                    ts,
+                    payload: Payload::Shared(Arc::clone(&shared)),
+                };
+                match push_one(inner, sub, env, overcommit).await {
+                    Some((_, true)) => refused_at_shutdown.push(sub),
+                    _ => accepted_any = true,
+                }
+            }
+            if !refused_at_shutdown.is_empty() {
+                if !accepted_any && let Ok(t) = Arc::try_unwrap(shared) {
+                    return Err(PublishError::Closed(t));
+                }
+                for s in refused_at_shutdown {
+                    s.count_rejected_at_shutdown();
+                }
+            }
+            Ok(seq)
+        }
+    }
+}
+
+/// Push to one subscription, waiting for room under `Block`. Returns the envelope back
+/// with `true` if the bus is shutting down and the queue refused it; `None` otherwise
+/// (accepted, dropped by policy, or the subscription is gone).
+async fn push_one<T: Send + Sync + 'static>(
+    inner: &Arc<Inner>,
+    sub: &Arc<SubShared<T>>,
+    mut env: Envelope<T>,
+    overcommit: bool,
+) -> Option<(Envelope<T>, bool)> {
+    loop {
+        match sub.push(env, overcommit, inner.clock.now_if_needed(&sub.overflow)) {
+            Push::Accepted | Push::Dropped => return None,
+            Push::Closed(e, Status::Draining) => return Some((e, true)),
+            Push::Closed(_, _) => return None,
+            Push::Evicted(n) => {
+                Bus {
+                    inner: Arc::clone(inner),
+                }
+                .evicted(sub.id, &sub.name, n);
+                return None;
+            }
+            Push::Full(e) => {
+                let notified = sub.space.notified();
+                let mut notified = pin!(notified);
+                notified.as_mut().enable();
+                // Retry once with the waiter registered, so a wake-up between the failed
+                // push and `enable` is not lost.
+                match sub.push(e, overcommit, Timestamp::ZERO) {
+                    Push::Full(e) => {
+                        env = e;
+                        notified.await;
+                    }
+                    Push::Accepted | Push::Dropped | Push::Evicted(_) => return None,
+                    Push::Closed(e, Status::Draining) => return Some((e, true)),
+                    Push::Closed(_, _) => return None,
+                }
+            }
+        }
+    }
+}
+
+fn try_deliver<T: Send + Sync + 'static>(
+    inner: &Arc<Inner>,
+    routes: &[Arc<SubShared<T>>],
+    topic: Topic,
+    count: &AtomicU64,
+    event: T,
+) -> Result<u64, TryPublishError<T>> {
+    if inner.closed.load(Ordering::Acquire) {
+        return Err(TryPublishError::Closed(event));
+    }
+    if !worker::in_handler() {
+        for s in routes {
+            if matches!(s.overflow, Overflow::Block) && !s.has_room() {
+                return Err(TryPublishError::Full {
+                    event,
+                    subscription: s.name.to_string(),
+                });
+            }
+        }
+    }
+    let fut = pin!(deliver(
+        inner,
+        routes,
+        topic,
+        count,
+        event,
+        Mode::Overcommit
+    ));
+    match fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(Ok(seq)) => Ok(seq),
+        std::task::Poll::Ready(Err(PublishError::Closed(t))) => Err(TryPublishError::Closed(t)),
+        std::task::Poll::Pending => unreachable!("overcommit delivery never waits"),
+    }
+}
+
+trait ClockExt {
+    fn now_if_needed<T>(&self, overflow: &Overflow<T>) -> Timestamp;
+}
+impl ClockExt for Arc<dyn Clock> {
+    #[inline]
+    fn now_if_needed<T>(&self, overflow: &Overflow<T>) -> Timestamp {
+        match overflow {
+            Overflow::Evict { .. } => self.now(),
+            _ => Timestamp::ZERO,
+        }
+    }
+}
+
+/// A publisher bound to one topic and event type: resolves its routes once and again
+/// only after a subscribe or unsubscribe.
+pub struct Publisher<T> {
+    bus: Bus,
+    topic: Topic,
+    count: Arc<AtomicU64>,
+    generation: u64,
+    routes: Routed<T>,
+}
+
+impl<T> Clone for Publisher<T> {
+    fn clone(&self) -> Self {
+        Publisher {
+            bus: self.bus.clone(),
+            topic: self.topic,
+            count: Arc::clone(&self.count),
+            generation: self.generation,
+            routes: Routed::clone(&self.routes),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Publisher<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Publisher<T> {
+    /// The topic.
+    pub fn topic(&self) -> Topic {
+        self.topic
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    #[inline]
+    fn refresh(&mut self) {
+        let g = self.bus.inner.generation.load(Ordering::Acquire);
+        if g != self.generation {
+            self.routes = self
+                .bus
+                .inner
+                .routes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .resolve::<SubShared<T>>(&self.topic)
+                .into();
+            self.generation = g;
+        }
+    }
+
+    /// Publish; see [`Bus::publish`].
+    #[inline]
+    pub async fn publish(&mut self, event: T) -> Result<u64, PublishError<T>> {
+        self.refresh();
+        deliver(
+            &self.bus.inner,
+            &self.routes,
+            self.topic,
+            &self.count,
+            event,
+            Mode::Wait,
+        )
+        .await
+    }
+
+    /// Publish without waiting; see [`Bus::try_publish`].
+    pub fn try_publish(&mut self, event: T) -> Result<u64, TryPublishError<T>> {
+        self.refresh();
+        try_deliver(
+            &self.bus.inner,
+            &self.routes,
+            self.topic,
+            &self.count,
+            event,
+        )
+    }
+
+    /// Number of subscriptions this topic currently reaches.
+    pub fn subscriber_count(&mut self) -> usize {
+        self.refresh();
+        self.routes.len()
+    }
+}
+
+/// Options for a new subscription; see [`Bus::subscription`].
+pub struct SubscriptionBuilder<T> {
+    bus: Bus,
+    name: String,
+    pattern: Option<Pattern>,
+    capacity: usize,
+    batch: usize,
+    overflow: Overflow<T>,
+    control: bool,
+}
+
+impl<T: Send + Sync + 'static> SubscriptionBuilder<T> {
+    /// Name used in logs, metrics and reports (default: the pattern).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Queue capacity (default [`DEFAULT_CAPACITY`]).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Largest batch the worker takes from the queue at once (default
+    /// [`DEFAULT_BATCH`]). The worker holds at most this many events beyond `capacity`.
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Overflow policy (default [`Overflow::Block`]).
+    pub fn overflow(mut self, overflow: Overflow<T>) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Also receive control events, ahead of queued data (default: no).
+    pub fn control(mut self, yes: bool) -> Self {
+        self.control = yes;
+        self
+    }
+
+    /// Create the subscription and spawn its worker on the current tokio runtime.
+    pub fn subscribe<H: Handler<T>>(self, handler: H) -> Result<Subscription, SubscribeError> {
+        for (what, v) in [("capacity", self.capacity), ("batch", self.batch)] {
+            if v == 0 {
+                return Err(SubscribeError::ZeroSize {
+                    name: self.name,
+                    what,
+                });
+            }
+        }
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| SubscribeError::NoRuntime)?;
+        let bus = self.bus;
+        if bus.is_closed() {
+            return Err(SubscribeError::Closed);
+        }
+        let id = bus.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let name: Arc<str> = Arc::from(self.name);
+        let shared = Arc::new(SubShared::new(
+            id,
+            Arc::clone(&name),
+            self.pattern.clone(),
+            self.capacity,
+            self.batch,
+            self.overflow,
+            self.control,
+        ));
+        let erased: Arc<dyn ErasedSub> = shared.clone();
+        let task = rt.spawn(worker::run(Arc::clone(&shared), handler, bus.clone()));
+        bus.inner
+            .subs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                id,
+                SubRecord {
+                    sub: Arc::clone(&erased),
+                    task: Some(task),
+                },
+            ));
+        if self.control {
+            bus.inner
+                .control_subs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(&erased));
+        }
+        if let Some(p) = &self.pattern {
+            bus.inner
+                .routes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    p,
+                    id,
+                    RouteEntry {
+                        type_id: TypeId::of::<SubShared<T>>(),
+                        typed: shared,
+                    },
+                );
+            bus.inner.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(Subscription {
+            id,
+            name,
+            bus,
+            sub: erased,
+        })
+    }
+}
+
+/// A live subscription. Dropping the handle does **not** unsubscribe; call
+/// [`Subscription::unsubscribe`].
+pub struct Subscription {
+    id: SubId,
+    name: Arc<str>,
+    bus: Bus,
+    sub: Arc<dyn ErasedSub>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// Id within the bus.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stop receiving: nothing published after this returns reaches the handler. Events
+    /// already queued are still delivered; [`Subscription::closed`] waits for that.
+    pub fn unsubscribe(&self) {
+        self.bus.unsubscribe_id(self.id);
+    }
+
+    /// Wait until the worker has ended (after unsubscribe, eviction or shutdown).
+    pub async fn closed(&self) {
+        wait_finished(&*self.sub).await
+    }
+
+    /// This subscription's counters.
+    pub fn stats(&self) -> SubscriptionStats {
+        self.sub.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_handles_are_send_and_sync() {
+        assert_send_sync::<Bus>();
+        assert_send_sync::<Publisher<u64>>();
+        assert_send_sync::<Subscription>();
+        assert_send_sync::<BusSnapshot>();
+        assert_send_sync::<Envelope<String>>();
+    }
+}
