@@ -1,6 +1,12 @@
 //! The `switchyard` binary.
 
 mod bench;
+mod client;
+mod config;
+mod http;
+mod ops;
+mod prometheus;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -11,12 +17,118 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "switchyard", version, about)]
 struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Only warnings and errors in the log; no status lines.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct RunArgs {
+    /// TOML configuration file (defaults are embedded; see `switchyard config`).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// `sim` or `replay:PATH[,PATH...]`.
+    #[arg(long)]
+    feed: Option<String>,
+    /// Replay pace: `max`, `realtime` or `Nx`.
+    #[arg(long)]
+    speed: Option<String>,
+    /// Stop after this long, e.g. `30s`.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Simulator seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Operations API address (`off` to disable).
+    #[arg(long)]
+    http: Option<String>,
+    /// Replay passes over the files.
+    #[arg(long)]
+    repeat: Option<u32>,
+}
+
+impl RunArgs {
+    fn load(&self) -> anyhow::Result<config::Config> {
+        let mut cfg = config::Config::load(self.config.as_deref())?;
+        if let Some(f) = &self.feed {
+            if f == "sim" {
+                cfg.run.feed = "sim".into();
+            } else if let Some(paths) = f.strip_prefix("replay:") {
+                cfg.run.feed = "replay".into();
+                cfg.run.files = paths
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(Into::into)
+                    .collect();
+            } else {
+                anyhow::bail!("--feed: {f:?}: expected sim or replay:PATH[,PATH...]");
+            }
+        }
+        if let Some(s) = &self.speed {
+            cfg.run.speed = s.clone();
+        }
+        if let Some(d) = &self.duration {
+            cfg.run.duration = d.clone();
+        }
+        if let Some(s) = self.seed {
+            cfg.sim.seed = s;
+        }
+        if let Some(h) = &self.http {
+            cfg.run.http = if h == "off" { String::new() } else { h.clone() };
+        }
+        if let Some(r) = self.repeat {
+            cfg.run.repeat = r;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the paper-trading pipeline (simulator by default; Ctrl-C stops it).
+    Run(RunArgs),
+    /// Print the effective configuration (defaults, file, environment, flags).
+    Config(RunArgs),
+    /// Trigger the kill switch of a running `switchyard run` over its operations API.
+    Kill {
+        /// Why (recorded in the audit).
+        #[arg(long)]
+        reason: String,
+        /// Operations API address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: String,
+        /// `halt`, `reduce-only` or `flatten` (default halt).
+        #[arg(long)]
+        mode: Option<String>,
+        /// `all`, `venue:NAME`, `strategy:NAME` or `instrument:SYMBOL` (default all).
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Reset the kill switch; the operator secret is read from the environment variable
+    /// SWITCHYARD_OPERATOR_SECRET or from --secret-file.
+    Reset {
+        /// Operations API address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: String,
+        /// File holding the operator secret.
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
+        /// Who resets (recorded in the audit).
+        #[arg(long, default_value = "cli")]
+        who: String,
+    },
     /// Run a benchmark and print its figures.
     Bench {
         /// What to measure.
@@ -36,20 +148,141 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2_000_000)]
         events: u64,
     },
+    /// Kill-switch event overtaking a queued backlog of market data.
+    KillSwitch {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Queued events ahead of the kill event.
+        #[arg(long, default_value_t = 100_000)]
+        backlog: u64,
+    },
+    /// The whole pipeline on the real BTCUSDT files, repeated to at least `events`.
+    Pipeline {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Events to replay (the files are repeated to reach it).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
+}
+
+fn init_logging(format: LogFormat, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter =
+        EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+fn read_secret(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let s = match file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("reading secret file {}: {e}", p.display()))?,
+        None => std::env::var("SWITCHYARD_OPERATOR_SECRET").map_err(|_| {
+            anyhow::anyhow!(
+                "no operator secret: set SWITCHYARD_OPERATOR_SECRET or pass --secret-file"
+            )
+        })?,
+    };
+    Ok(s.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    init_logging(cli.log_format, cli.quiet);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        Command::Bench { what } => match what {
-            BenchWhat::Bus { json, events } => {
-                let results = rt.block_on(bench::bus::run(events));
-                bench::print_results(json, &results);
+    let code = match cli.command {
+        Command::Run(args) => {
+            let cfg = args.load()?;
+            let out = run::Output {
+                quiet: cli.quiet,
+                json: cli.log_format == LogFormat::Json,
+            };
+            let (summary, code) = rt.block_on(run::run(cfg, out))?;
+            if out.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{summary}");
             }
-        },
-    }
-    Ok(())
+            code
+        }
+        Command::Config(args) => {
+            print!("{}", args.load()?.to_toml());
+            0
+        }
+        Command::Kill {
+            reason,
+            addr,
+            mode,
+            scope,
+        } => {
+            use switchyard::kill_switch::{Mode, Scope};
+            let mode = match mode.as_deref() {
+                None => None,
+                Some("halt") => Some(Mode::Halt),
+                Some("reduce-only") => Some(Mode::ReduceOnly),
+                Some("flatten") => Some(Mode::Flatten),
+                Some(m) => anyhow::bail!("--mode {m:?}: expected halt, reduce-only or flatten"),
+            };
+            let scope = match scope
+                .as_deref()
+                .map(|s| s.split_once(':').unwrap_or((s, "")))
+            {
+                None | Some(("all", "")) => None,
+                Some(("venue", n)) if !n.is_empty() => Some(Scope::Venue(n.into())),
+                Some(("strategy", n)) if !n.is_empty() => Some(Scope::Strategy(n.into())),
+                Some(("instrument", n)) if !n.is_empty() => Some(Scope::Instrument(n.into())),
+                Some(_) => anyhow::bail!(
+                    "--scope: expected all, venue:NAME, strategy:NAME or instrument:SYMBOL"
+                ),
+            };
+            let opts = client::KillOptions {
+                scope,
+                mode,
+                source: Some("switchyard-cli".into()),
+            };
+            let body = rt.block_on(client::kill(&addr, &reason, &opts))?;
+            println!("{body}");
+            0
+        }
+        Command::Reset {
+            addr,
+            secret_file,
+            who,
+        } => {
+            let secret = read_secret(secret_file.as_deref())?;
+            let body = rt.block_on(client::reset(&addr, &secret, &who))?;
+            println!("{body}");
+            0
+        }
+        Command::Bench { what } => {
+            match what {
+                BenchWhat::Bus { json, events } => {
+                    let results = rt.block_on(bench::bus::run(events));
+                    bench::print_results(json, &results);
+                }
+                BenchWhat::KillSwitch { json, backlog } => {
+                    let results = rt.block_on(bench::kill::run(backlog));
+                    bench::print_results(json, &results);
+                }
+                BenchWhat::Pipeline { json, events } => {
+                    let results = rt.block_on(bench::pipeline::run(events))?;
+                    bench::print_results(json, &results);
+                }
+            }
+            0
+        }
+    };
+    drop(rt);
+    std::process::exit(code);
 }

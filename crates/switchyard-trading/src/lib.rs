@@ -17,6 +17,7 @@
 //! | [`portfolio`] | positions and P&L per instrument |
 #![deny(missing_docs)]
 
+pub mod engine;
 pub mod exchange;
 pub mod feed;
 pub mod model;

@@ -605,6 +605,8 @@ pub enum RejectReason {
     UnknownOrder,
     /// A computation overflowed the fixed-point range.
     ArithmeticOverflow,
+    /// The circuit breaker in front of the venue is open.
+    CircuitOpen,
 }
 
 impl fmt::Display for RejectReason {
@@ -628,6 +630,7 @@ impl fmt::Display for RejectReason {
             RejectReason::NoMarket => "no_market",
             RejectReason::UnknownOrder => "unknown_order",
             RejectReason::ArithmeticOverflow => "arithmetic_overflow",
+            RejectReason::CircuitOpen => "circuit_open",
         };
         f.pad(s)
     }

@@ -10,6 +10,7 @@
 //! | [`control`] | framework control events |
 //! | [`kill_switch`] | scoped, audited order gate |
 //! | [`breaker`] | circuit breaker |
+//! | [`lifecycle`] | components, registry, supervision, graceful shutdown |
 #![deny(missing_docs)]
 
 pub mod breaker;
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod control;
 pub mod envelope;
 pub mod kill_switch;
+pub mod lifecycle;
 pub mod topic;
 
 pub use bus::{Bus, Publisher, Subscription};

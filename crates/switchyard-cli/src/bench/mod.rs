@@ -2,6 +2,8 @@
 //! in the same run (this machine is shared; absolute times drift).
 
 pub mod bus;
+pub mod kill;
+pub mod pipeline;
 
 use std::time::Duration;
 

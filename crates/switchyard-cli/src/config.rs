@@ -1,0 +1,383 @@
+//! Configuration of `switchyard run`: embedded defaults, an optional TOML file, then
+//! environment overrides, then command-line flags. Unknown keys and bad values are errors
+//! that name the key.
+//!
+//! Environment overrides: `SWITCHYARD__<SECTION>__<KEY>=<value>` sets `<section>.<key>`
+//! (names lower-cased; the value is read as TOML — a number, a boolean, an array — and
+//! as a string when it is not valid TOML). Example:
+//! `SWITCHYARD__RISK__MAX_POSITION='"0.05"'` or `SWITCHYARD__RUN__SPEED=10x`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use switchyard::breaker::BreakerConfig;
+use switchyard::kill_switch::{KillPolicyConfig, KillSwitchConfig};
+use switchyard_trading::feed::{BadLinePolicy, Speed};
+use switchyard_trading::model::InstrumentId;
+use switchyard_trading::num::{Price, Quantity};
+use switchyard_trading::risk::RiskLimits;
+
+/// The embedded defaults, as TOML (printed by `switchyard config`).
+pub const DEFAULTS: &str = include_str!("default_config.toml");
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "SWITCHYARD__";
+
+/// Everything `switchyard run` needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The run itself.
+    pub run: RunConfig,
+    /// Simulator (feed = "sim").
+    pub sim: SimSection,
+    /// The strategy.
+    pub strategy: StrategySection,
+    /// Pre-trade risk limits.
+    pub risk: RiskLimits,
+    /// Paper exchange.
+    pub exchange: ExchangeSection,
+    /// Circuit breaker in front of the exchange.
+    pub breaker: BreakerConfig,
+    /// Kill switch.
+    pub kill_switch: KillSwitchSection,
+    /// Automatic kill-switch triggers.
+    pub policy: KillPolicyConfig,
+}
+
+/// `[run]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// `sim` or `replay`.
+    pub feed: String,
+    /// Files for `replay`.
+    pub files: Vec<PathBuf>,
+    /// `max`, `realtime` or `Nx`.
+    pub speed: String,
+    /// Passes over the replay files.
+    pub repeat: u32,
+    /// Stop after this long (e.g. `30s`); empty: until the data ends or Ctrl-C.
+    pub duration: String,
+    /// Bad data lines: `skip` or `fail`.
+    pub bad_lines: String,
+    /// HTTP operations API address; empty to disable.
+    pub http: String,
+    /// Seconds between status lines (0: none).
+    pub status_interval_secs: u64,
+    /// How long queues may drain at shutdown.
+    pub drain_deadline_ms: u64,
+}
+
+/// `[sim]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    /// Seed (same seed, same events).
+    pub seed: u64,
+    /// Events per second (0: as fast as possible).
+    pub rate: u64,
+    /// Stop after this many events (0: never).
+    pub limit: u64,
+    /// Simulated time between steps, in microseconds.
+    pub step_us: u64,
+    /// Chance of a trade after each quote, per mille.
+    pub trade_per_mille: u32,
+    /// Instruments.
+    pub instruments: Vec<SimInstrumentSection>,
+}
+
+/// One simulated instrument.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimInstrumentSection {
+    /// Venue.
+    pub venue: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Starting mid.
+    pub start_mid: Price,
+    /// Tick size.
+    pub tick: Price,
+    /// Spread in ticks.
+    pub spread_ticks: u32,
+    /// Largest step in ticks.
+    pub max_step_ticks: u32,
+    /// Lot size.
+    pub lot: Quantity,
+    /// Largest size in lots.
+    pub max_size_lots: u32,
+}
+
+/// `[strategy]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySection {
+    /// Strategy name.
+    pub name: String,
+    /// Venue of the traded instrument.
+    pub venue: String,
+    /// Symbol of the traded instrument.
+    pub symbol: String,
+    /// Fast window (trades).
+    pub fast: usize,
+    /// Slow window (trades).
+    pub slow: usize,
+    /// Position size when long/short.
+    pub max_position: Quantity,
+    /// Go short on a down-cross.
+    pub allow_short: bool,
+}
+
+/// `[exchange]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSection {
+    /// Venue name.
+    pub venue: String,
+    /// Order latency in milliseconds (event time).
+    pub latency_ms: u64,
+    /// Taker fee, basis points.
+    pub taker_fee_bps: i64,
+    /// Maker fee, basis points.
+    pub maker_fee_bps: i64,
+    /// Tick size of listed instruments.
+    pub tick: Price,
+    /// Lot size of listed instruments.
+    pub lot: Quantity,
+}
+
+/// `[kill_switch]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitchSection {
+    /// Environment variable holding the operator secret (reset needs it).
+    pub secret_env: String,
+    /// Or a file holding it (used when set; takes precedence).
+    pub secret_file: String,
+    /// Audit and lockout settings.
+    #[serde(flatten)]
+    pub settings: KillSwitchConfig,
+}
+
+impl Config {
+    /// Defaults, then `file`, then the environment.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        let mut value: toml::Table = DEFAULTS.parse().context("embedded defaults")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let user: toml::Table = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            merge(&mut value, user, "")
+                .with_context(|| format!("config file {}", path.display()))?;
+        }
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (k, v) in env {
+            let path: Vec<String> = k[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            let parsed: toml::Value = format!("x = {v}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("x"))
+                .unwrap_or(toml::Value::String(v.clone()));
+            set_path(&mut value, &path, parsed).with_context(|| format!("environment {k}"))?;
+        }
+        let cfg: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration: {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check values the types cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match self.run.feed.as_str() {
+            "sim" | "replay" => {}
+            f => bail!("run.feed: {f:?} is not one of sim, replay"),
+        }
+        if self.run.feed == "replay" && self.run.files.is_empty() {
+            bail!("run.files: replay needs at least one file");
+        }
+        self.speed()?;
+        self.duration()?;
+        self.bad_line_policy()?;
+        self.http_addr()?;
+        if self.run.repeat == 0 {
+            bail!("run.repeat: must be at least 1");
+        }
+        self.risk
+            .validate()
+            .map_err(|e| anyhow::anyhow!("risk.{}: {}", e.field, e.reason))?;
+        self.breaker
+            .validate()
+            .map_err(|e| anyhow::anyhow!("breaker: {e}"))?;
+        self.policy
+            .validate()
+            .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+        self.kill_switch
+            .settings
+            .validate()
+            .map_err(|e| anyhow::anyhow!("kill_switch: {e}"))?;
+        if self.sim.instruments.is_empty() {
+            bail!("sim.instruments: at least one instrument");
+        }
+        Ok(())
+    }
+
+    /// `run.speed` parsed.
+    pub fn speed(&self) -> anyhow::Result<Speed> {
+        self.run
+            .speed
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("run.speed: {e}"))
+    }
+
+    /// `run.duration` parsed.
+    pub fn duration(&self) -> anyhow::Result<Option<Duration>> {
+        if self.run.duration.is_empty() {
+            return Ok(None);
+        }
+        parse_duration(&self.run.duration)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("run.duration: {e}"))
+    }
+
+    /// `run.bad_lines` parsed.
+    pub fn bad_line_policy(&self) -> anyhow::Result<BadLinePolicy> {
+        match self.run.bad_lines.as_str() {
+            "skip" => Ok(BadLinePolicy::Skip),
+            "fail" => Ok(BadLinePolicy::Fail),
+            x => bail!("run.bad_lines: {x:?} is not one of skip, fail"),
+        }
+    }
+
+    /// `run.http` parsed; None when empty.
+    pub fn http_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.run.http.is_empty() {
+            return Ok(None);
+        }
+        self.run
+            .http
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("run.http: {:?}: {e}", self.run.http))
+    }
+
+    /// The traded instrument.
+    pub fn instrument(&self) -> InstrumentId {
+        InstrumentId::new(self.strategy.venue.as_str(), self.strategy.symbol.as_str())
+    }
+
+    /// The effective configuration as TOML, secrets redacted (only names of where secrets
+    /// come from are in it, never a secret).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str) -> anyhow::Result<()> {
+    for (k, v) in over {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &key)?,
+            (Some(_), v) => {
+                base.insert(k, v);
+            }
+            (None, _) if prefix.is_empty() => bail!("unknown section [{key}]"),
+            // Optional keys absent from the defaults: the typed parse validates them.
+            (None, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_path(t: &mut toml::Table, path: &[String], v: toml::Value) -> anyhow::Result<()> {
+    match path {
+        [] => bail!("empty key"),
+        [last] => {
+            t.insert(last.clone(), v);
+            Ok(())
+        }
+        [first, rest @ ..] => match t.get_mut(first) {
+            Some(toml::Value::Table(inner)) => set_path(inner, rest, v),
+            Some(_) => bail!("{first} is not a section"),
+            None => bail!("unknown section [{first}]"),
+        },
+    }
+}
+
+/// `250ms`, `1.5s`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 250ms, 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if !(secs >= 0.0 && secs.is_finite()) {
+        return Err(format!("{s:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.run.feed, "sim");
+        assert!(c.http_addr().unwrap().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("sy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, "[risk]\nmax_positon = \"1\"\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
+        assert!(e.contains("max_positon"), "{e}");
+        std::fs::write(&f, "[run]\nspeed = \"fast\"\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
+        assert!(e.contains("run.speed"), "{e}");
+        std::fs::write(&f, "[nope]\nx = 1\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
+        assert!(e.contains("unknown section [nope]"), "{e}");
+        std::fs::write(&f, "[risk]\nmax_position = \"abc\"\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
+        assert!(e.contains("max_position"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2 weeks").is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! Running a feed: publish a source's events on the bus, paced or at full speed.
+//!
+//! Topics: `market_data.trade.<symbol>` and `market_data.quote.<symbol>` (dots in a
+//! symbol become `_`, so the topic stays a valid NATS subject).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use switchyard::bus::Publisher;
+use switchyard::{Bus, Timestamp, Topic};
+use tokio_util::sync::CancellationToken;
+
+use super::{FileSpec, MarketSimulator, ParseError, ReplayOptions, ReplaySource, SimConfig};
+use crate::model::MarketEvent;
+
+/// How fast a replay runs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Speed {
+    /// As fast as the pipeline takes it (the bus applies backpressure).
+    Max,
+    /// At the recorded pace, multiplied by the factor (1.0 is real time).
+    Times(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "max" => Ok(Speed::Max),
+            "realtime" => Ok(Speed::Times(1.0)),
+            x => match x.strip_suffix('x').map(str::parse::<f64>) {
+                Some(Ok(f)) if f > 0.0 && f.is_finite() => Ok(Speed::Times(f)),
+                _ => Err(format!(
+                    "invalid speed {s:?}: expected max, realtime or a factor like 10x"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Speed::Max => f.write_str("max"),
+            Speed::Times(x) if *x == 1.0 => f.write_str("realtime"),
+            Speed::Times(x) => write!(f, "{x}x"),
+        }
+    }
+}
+
+/// Where market data comes from.
+#[derive(Clone, Debug)]
+pub enum FeedSource {
+    /// The seeded simulator, `rate` events per second (None: as fast as possible), ending
+    /// after `limit` events if set.
+    Sim {
+        /// Simulator settings.
+        config: SimConfig,
+        /// Events per second.
+        rate: Option<u64>,
+        /// Stop after this many events.
+        limit: Option<u64>,
+    },
+    /// Recorded files, merged in time order, replayed `repeat` times (each pass shifted in
+    /// time after the previous one).
+    Replay {
+        /// The files.
+        files: Vec<FileSpec>,
+        /// Bad-line policy.
+        options: ReplayOptions,
+        /// Pace.
+        speed: Speed,
+        /// Passes over the data (at least 1).
+        repeat: u32,
+    },
+}
+
+/// Live counters of a running feed.
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    /// Events published.
+    pub published: AtomicU64,
+    /// Bad lines skipped.
+    pub skipped: AtomicU64,
+}
+
+/// What a finished feed reports.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FeedSummary {
+    /// Events published.
+    pub published: u64,
+    /// Bad lines skipped (replay with the Skip policy).
+    pub skipped: u64,
+    /// The first errors of skipped lines, `file:line: why`.
+    pub errors: Vec<String>,
+    /// True if it stopped because it was cancelled rather than at the end of its data.
+    pub cancelled: bool,
+}
+
+/// Why a feed failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// A data file could not be read or has a bad line (Fail policy).
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// Bad simulator settings.
+    #[error(transparent)]
+    Sim(#[from] super::sim::SimConfigError),
+    /// The bus was shut down under the feed.
+    #[error("the bus shut down while the feed was publishing")]
+    BusClosed,
+}
+
+/// The topic of an event.
+pub fn topic_for(ev: &MarketEvent) -> Topic {
+    let (kind, inst) = match ev {
+        MarketEvent::Trade(t) => ("trade", &t.instrument),
+        MarketEvent::Quote(q) => ("quote", &q.instrument),
+    };
+    let sym: String = inst
+        .symbol
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c == '.' || c.is_whitespace() || c == '*' || c == '>' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    Topic::new(&format!("market_data.{kind}.{sym}"))
+        .unwrap_or_else(|_| Topic::new("market_data.unknown").expect("valid topic"))
+}
+
+fn shift(ev: &mut MarketEvent, by: Duration) {
+    match ev {
+        MarketEvent::Trade(t) => {
+            t.ts_event = t.ts_event.saturating_add(by);
+            t.ts_recv = t.ts_recv.saturating_add(by);
+        }
+        MarketEvent::Quote(q) => {
+            q.ts_event = q.ts_event.saturating_add(by);
+            q.ts_recv = q.ts_recv.saturating_add(by);
+        }
+    }
+}
+
+struct Out {
+    bus: Bus,
+    publishers: HashMap<(u8, String), Publisher<MarketEvent>>,
+    stats: Arc<FeedStats>,
+    since_yield: u32,
+}
+
+impl Out {
+    async fn publish(&mut self, ev: MarketEvent) -> Result<(), FeedError> {
+        let key = match &ev {
+            MarketEvent::Trade(t) => (0u8, t.instrument.symbol.as_str()),
+            MarketEvent::Quote(q) => (1u8, q.instrument.symbol.as_str()),
+        };
+        let p = match self.publishers.get_mut(&(key.0, key.1.to_owned())) {
+            Some(p) => p,
+            None => {
+                let k = (key.0, key.1.to_owned());
+                let p = self.bus.publisher::<MarketEvent>(topic_for(&ev));
+                self.publishers.entry(k).or_insert(p)
+            }
+        };
+        p.publish(ev).await.map_err(|_| FeedError::BusClosed)?;
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        // A source that never waits would keep the subscribers it wakes off this worker
+        // thread: give them a turn now and then.
+        self.since_yield += 1;
+        if self.since_yield == 256 {
+            self.since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+}
+
+/// Publish `source` on `bus` until it ends or `cancel` fires.
+pub async fn run_feed(
+    bus: Bus,
+    source: FeedSource,
+    cancel: CancellationToken,
+    stats: Arc<FeedStats>,
+) -> Result<FeedSummary, FeedError> {
+    let mut out = Out {
+        bus: bus.clone(),
+        publishers: HashMap::new(),
+        stats: Arc::clone(&stats),
+        since_yield: 0,
+    };
+    let mut summary = FeedSummary::default();
+    match source {
+        FeedSource::Sim {
+            mut config,
+            rate,
+            limit,
+        } => {
+            if config.start == Timestamp::ZERO {
+                config.start = bus.now();
+            }
+            let sim = MarketSimulator::new(config)?;
+            let started = tokio::time::Instant::now();
+            for (i, ev) in sim.enumerate() {
+                let i = i as u64;
+                if limit.is_some_and(|l| i >= l) {
+                    break;
+                }
+                if let Some(r) = rate.filter(|r| *r > 0) {
+                    let due = started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / r);
+                    if due > tokio::time::Instant::now() {
+                        tokio::select! {
+                            _ = cancel.cancelled() => { summary.cancelled = true; break; }
+                            _ = tokio::time::sleep_until(due) => {}
+                        }
+                    }
+                }
+                if cancel.is_cancelled() {
+                    summary.cancelled = true;
+                    break;
+                }
+                out.publish(ev).await?;
+            }
+        }
+        FeedSource::Replay {
+            files,
+            options,
+            speed,
+            repeat,
+        } => {
+            let mut offset = Duration::ZERO;
+            'passes: for _ in 0..repeat.max(1) {
+                let mut src = ReplaySource::open(files.clone(), options)?;
+                let mut first: Option<Timestamp> = None;
+                let mut last = Timestamp::ZERO;
+                let wall = tokio::time::Instant::now();
+                for ev in src.by_ref() {
+                    let mut ev = ev?;
+                    let ts = ev.ts_event();
+                    let t0 = *first.get_or_insert(ts);
+                    last = ts;
+                    if let Speed::Times(f) = speed {
+                        let due = wall + ts.saturating_duration_since(t0).div_f64(f);
+                        if due > tokio::time::Instant::now() {
+                            tokio::select! {
+                                _ = cancel.cancelled() => { summary.cancelled = true; break 'passes; }
+                                _ = tokio::time::sleep_until(due) => {}
+                            }
+                        }
+                    }
+                    if cancel.is_cancelled() {
+                        summary.cancelled = true;
+                        break 'passes;
+                    }
+                    if !offset.is_zero() {
+                        shift(&mut ev, offset);
+                    }
+                    out.publish(ev).await?;
+                }
+                let s = src.into_summary();
+                summary.skipped += s.skipped();
+                stats.skipped.fetch_add(s.skipped(), Ordering::Relaxed);
+                for f in &s.files {
+                    for e in &f.errors {
+                        if summary.errors.len() < 20 {
+                            summary.errors.push(e.to_string());
+                        }
+                    }
+                }
+                if let Some(t0) = first {
+                    offset += last.saturating_duration_since(t0) + Duration::from_millis(1);
+                }
+            }
+        }
+    }
+    summary.published = stats.published.load(Ordering::Relaxed);
+    Ok(summary)
+}
