@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use switchyard::bus::sync_handler;
 use switchyard::lifecycle::{
-    BoxFuture, Component, ComponentContext, ComponentError, ComponentKind, Escalation,
-    Registry, RestartPolicy, Runtime, RuntimeConfig, signals,
+    BoxFuture, Component, ComponentContext, ComponentError, ComponentKind, Escalation, Registry,
+    RestartPolicy, Runtime, RuntimeConfig, signals,
 };
 use switchyard::{Bus, Envelope, Topic};
 

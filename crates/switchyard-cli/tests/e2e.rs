@@ -1,0 +1,244 @@
+//! End-to-end tests of the `switchyard` binary on the real BTCUSDT data.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn testdata(name: &str) -> String {
+    format!("{}/../../testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn btc_feed() -> String {
+    format!(
+        "replay:{},{}",
+        testdata("tardis_binance-futures_BTCUSDT_trades.csv"),
+        testdata("tardis_binance-futures_BTCUSDT_quotes.csv")
+    )
+}
+
+fn switchyard(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SWITCHYARD_OPERATOR_SECRET")
+        .output()
+        .expect("run switchyard")
+}
+
+fn summary_json(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary JSON: {e}\n{stdout}"))
+}
+
+#[test]
+fn replay_at_max_speed_is_deterministic() {
+    let run = || {
+        let out = switchyard(&[
+            "--quiet",
+            "--log-format",
+            "json",
+            "run",
+            "--feed",
+            &btc_feed(),
+            "--speed",
+            "max",
+            "--seed",
+            "7",
+            "--http",
+            "off",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = summary_json(&out);
+        assert_eq!(s["stop"], "end_of_data");
+        assert_eq!(s["feed"]["published"], 19_998);
+        assert_eq!(s["shutdown"]["subscriptions"][0]["undelivered"], 0);
+        (
+            s["engine"]["stats"].clone(),
+            s["engine"]["positions"].clone(),
+            s["engine"]["total_pnl"].clone(),
+        )
+    };
+    let a = run();
+    assert!(a.0["orders"].as_u64().unwrap() > 0, "{:?}", a.0);
+    assert!(a.0["fills"].as_u64().unwrap() > 0, "{:?}", a.0);
+    let b = run();
+    assert_eq!(a, b, "two replays of the same data differ");
+}
+
+#[test]
+fn status_lines_and_summary_appear() {
+    let out = switchyard(&["run", "--duration", "2500ms", "--http", "off"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stderr.matches("status: events").count() >= 2, "{stderr}");
+    assert!(stdout.contains("== switchyard run summary =="), "{stdout}");
+    assert!(stdout.contains("events by topic:"), "{stdout}");
+    assert!(stdout.contains("rejections by reason:"), "{stdout}");
+    assert!(stdout.contains("bus drained in"), "{stdout}");
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let dir = std::env::temp_dir().join(format!("sy-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, "[risk]\nmax_ordr_quantity = \"1\"\n").unwrap();
+    let out = switchyard(&["run", "--config", f.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_ordr_quantity"), "{err}");
+    let out = switchyard(&["run", "--speed", "warp"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run.speed"));
+    let out = switchyard(&["config"]);
+    assert!(out.status.success());
+    let cfg = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        cfg.contains("[risk]") && cfg.contains("secret_env"),
+        "{cfg}"
+    );
+}
+
+#[test]
+fn malformed_data_lines_are_reported_with_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("sy-e2e-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("tardis_binance-futures_BTCUSDT_trades.csv");
+    let good =
+        std::fs::read_to_string(testdata("tardis_binance-futures_BTCUSDT_trades.csv")).unwrap();
+    let mut lines: Vec<&str> = good.lines().take(101).collect();
+    lines[50] =
+        "binance-futures,BTCUSDT,1582329602111000,1582329602418379,42377944,buy,notaprice,0.132";
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    let path = f.to_str().unwrap();
+    // skip (the default): reported and counted, the rest kept
+    let out = switchyard(&[
+        "--quiet",
+        "run",
+        "--feed",
+        &format!("replay:{path}"),
+        "--http",
+        "off",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("99 events published, 1 bad lines skipped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{path}:51")), "{stdout}");
+    // fail: a clear error naming file and line
+    let out = Command::new(BIN)
+        .args([
+            "--quiet",
+            "run",
+            "--feed",
+            &format!("replay:{path}"),
+            "--http",
+            "off",
+        ])
+        .env("SWITCHYARD__RUN__BAD_LINES", "fail")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("error: {path}:51")), "{stdout}");
+    assert!(stdout.contains("price"), "{stdout}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn kill_switch_over_http_stops_all_further_orders() {
+    let mut child = Command::new(BIN)
+        .args(["run", "--http", "127.0.0.1:0", "--duration", "60s"])
+        .env("SWITCHYARD__SIM__RATE", "20000")
+        .env("SWITCHYARD__STRATEGY__FAST", "3")
+        .env("SWITCHYARD__STRATEGY__SLOW", "8")
+        .env("SWITCHYARD__RISK__ORDERS_PER_SECOND", "1000")
+        .env("SWITCHYARD__RISK__BURST", "1000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("operations API: http://").nth(1) {
+            addr = rest.split('/').next().map(str::to_owned);
+        }
+        line.clear();
+    }
+    let addr = addr.expect("API address printed");
+    // Drain stderr in the background so the child never blocks on it.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let sent = |addr: &str| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&http_get(addr, "/status")).unwrap();
+        v["engine"]["stats"]["orders_sent"].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent(&addr) < 3 {
+        assert!(Instant::now() < deadline, "no orders flowed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(BIN)
+        .args(["kill", "--addr", &addr, "--reason", "e2e test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at_kill = sent(&addr);
+    // Keep the run going while the strategy keeps asking: nothing more reaches the venue.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status: serde_json::Value = serde_json::from_str(&http_get(&addr, "/status")).unwrap();
+    assert_eq!(
+        status["engine"]["stats"]["orders_sent"].as_u64().unwrap(),
+        at_kill
+    );
+    assert!(
+        status["engine"]["stats"]["rejections"]["kill_switch_halted"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{status}"
+    );
+    // Reset without a secret configured is refused (401/503) and audited.
+    let out = Command::new(BIN)
+        .args(["reset", "--addr", &addr])
+        .env("SWITCHYARD_OPERATOR_SECRET", "guess")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stopped: Signal"), "{stdout}");
+    assert!(stdout.contains("kill switch: ENGAGED"), "{stdout}");
+}
