@@ -17,7 +17,14 @@
 //!
 //! [`write_bus`], [`write_kill_switch`] and [`write_breakers`] render the core's
 //! snapshots. Units are base units (seconds); latencies are histograms with the buckets
-//! of [`LATENCY_BUCKETS_SECONDS`].
+//! of [`LATENCY_BUCKETS_SECONDS`]. Families, all prefixed `switchyard_`:
+//!
+//! | part | families (labels) |
+//! |---|---|
+//! | bus | `bus_events_published_total`, `bus_closed`, `bus_published_total{topic}` |
+//! | subscription (`{subscription}`) | `queue_depth`, `queue_capacity`, `accepted_total`, `delivered_total`, `dropped_total{cause=oldest\|newest\|conflated\|evicted}`, `undelivered_total`, `overcommitted_total`, `rejected_at_shutdown_total`, `handler_errors_total`, `handler_panics_total`, `control_received_total`, `control_handled_total`, `state{state}`, histograms `latency_seconds`, `handler_duration_seconds` — each `subscription_…` |
+//! | kill switch | `kill_switch_engaged`, `kill_switch_active_triggers`, `kill_switch_triggers_total`, `kill_switch_repeat_triggers_total`, `kill_switch_resets_total`, `kill_switch_refused_resets_total`, `kill_switch_consecutive_reset_failures`, `kill_switch_secret_configured` |
+//! | breaker (`{breaker}`) | `state{state}`, `calls_total{outcome=success\|failure\|rejected\|ignored}`, `slow_calls_total`, `timeouts_total`, `transitions_total`, `consecutive_reopens`, `open_remaining_seconds` — each `breaker_…` |
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;

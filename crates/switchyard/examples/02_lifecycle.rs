@@ -42,7 +42,7 @@ impl Component for Feed {
                     loop {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         price += 1.5;
-                        p.publish(price).await.map_err(|e| ComponentError::msg(e))?;
+                        p.publish(price).await.map_err(ComponentError::msg)?;
                     }
                 }
             });

@@ -11,7 +11,7 @@
 //! | `/kill-switch/reset` | POST | `Authorization: Bearer <operator secret>`, optional JSON `{"scope"?, "who"?}`: reset; 200 `ResetOutcome` |
 //!
 //! Every error is JSON: `{"error": "<machine code>", "message": "<human text>", ..}` —
-//! unknown routes (404), wrong methods (405), unreadable bodies (400 `invalid_json`, 422
+//! unknown routes (404), wrong methods (405, with `Allow`), unreadable bodies (400 `invalid_json`, 422
 //! `invalid_request`, 415 when a body is not `application/json`, 413 when too large).
 //! Requiring `application/json` for the kill switch means a browser cannot trigger it
 //! from another site without a CORS preflight, which this API never answers.
@@ -122,7 +122,7 @@ pub async fn serve(
         }
         tracing::debug!(addr = %bound, "operations API stopped");
     });
-    tracing::info!(addr = %bound, "operations API listening");
+    tracing::debug!(addr = %bound, "operations API listening");
     Ok((bound, task))
 }
 

@@ -231,6 +231,7 @@ async fn unknown_routes_and_wrong_methods_are_json() {
     .await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(a.error_code(), "method_not_allowed");
+    assert_eq!(a.headers[header::ALLOW], "GET,HEAD");
 
     let a = get(&f.state, "/kill-switch").await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
@@ -270,6 +271,9 @@ async fn trigger_closes_the_gate_before_answering() {
     let a = post_json(&f.state, "/kill-switch", body).await;
     assert_eq!(a.json()["outcome"]["kind"], "escalated");
     assert_eq!(a.json()["outcome"]["first_reason"], "fat finger");
+    let body = r#"{"reason":"again","scope":{"kind":"all"},"mode":"halt"}"#;
+    let a = post_json(&f.state, "/kill-switch", body).await;
+    assert_eq!(a.json()["outcome"]["kind"], "already_active", "{}", a.text);
 }
 
 #[tokio::test]
@@ -747,7 +751,9 @@ async fn metrics_text_is_well_formed() {
         );
     }
     for want in [
-        "switchyard_bus_events_published_total 20\n",
+        // 20 events and 4 dead letters (2 errors, 2 panics).
+        "switchyard_bus_events_published_total 24\n",
+        "switchyard_bus_published_total{topic=\"switchyard.dead_letter.md.quotes\"} 2\n",
         "switchyard_bus_published_total{topic=\"md.trades\"} 10\n",
         "switchyard_subscription_delivered_total{subscription=\"strategy \\\"mm\\\"\"} 20\n",
         "switchyard_subscription_handler_errors_total{subscription=\"strategy \\\"mm\\\"\"} 2\n",

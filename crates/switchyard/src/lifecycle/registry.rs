@@ -232,7 +232,7 @@ impl Registry {
             return Err(RegistryError::EmptyName);
         }
         let deps = component.dependencies();
-        if deps.iter().any(|d| *d == name) {
+        if deps.contains(&name) {
             return Err(RegistryError::Cycle(vec![name.clone(), name]));
         }
         let mut entries = self
@@ -371,10 +371,9 @@ impl Registry {
             let h = set.spawn(start_one(entry, start_deadline));
             ids.insert(h.id(), i);
         };
-        for i in 0..entries.len() {
-            if pending[i] == 0 {
-                spawn(&mut set, &mut ids, i);
-            }
+        let roots: Vec<usize> = (0..entries.len()).filter(|&i| pending[i] == 0).collect();
+        for i in roots {
+            spawn(&mut set, &mut ids, i);
         }
         let mut failure: Option<StartError> = None;
         while let Some(joined) = set.join_next_with_id().await {

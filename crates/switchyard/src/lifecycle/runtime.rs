@@ -241,7 +241,9 @@ pub struct ShutdownReport {
     /// The bus drain: per subscription delivered, dropped, undelivered.
     pub bus: BusShutdownReport,
     /// The shutdown was cut short ([`ShutdownHandle::force`]).
-    pub forced: Option<Signal>,
+    pub forced: bool,
+    /// The signal it was forced with, when forced.
+    pub forced_by: Option<Signal>,
     /// A component was in state `Failed` at the end (start, stop, or escalation).
     pub component_failed: bool,
     /// The whole shutdown, in milliseconds.
@@ -249,18 +251,13 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// True if the shutdown was forced.
-    pub fn is_forced(&self) -> bool {
-        self.forced.is_some()
-    }
-
     /// The process exit code: 130 or 143 when forced by a second SIGINT or SIGTERM; 70
     /// (`EX_SOFTWARE`) when a component failed (its stop failed or was abandoned, it
     /// escalated, or it was failed before the shutdown) or the shutdown was caused by
     /// an escalation; 0 otherwise. Events lost in the bus drain do not change the code;
     /// they are counted in [`ShutdownReport::bus`].
     pub fn exit_code(&self) -> i32 {
-        if let Some(s) = self.forced {
+        if let Some(s) = self.forced_by {
             return s.exit_code();
         }
         let failed = self.component_failed
@@ -281,7 +278,7 @@ impl fmt::Display for ShutdownReport {
             self.reason,
             self.elapsed_ms,
             self.exit_code(),
-            match self.forced {
+            match self.forced_by {
                 Some(s) => format!(", forced by {s}"),
                 None => String::new(),
             }
@@ -419,7 +416,8 @@ impl Runtime {
             reason,
             components,
             bus,
-            forced,
+            forced: forced.is_some(),
+            forced_by: forced,
             component_failed: self.registry.any_failed(),
             elapsed_ms: began.elapsed().as_millis() as u64,
         };
