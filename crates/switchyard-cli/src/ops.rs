@@ -91,8 +91,6 @@ impl OpsProvider for Provider {
 pub struct Ops {
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    /// The bound address.
-    pub addr: SocketAddr,
 }
 
 impl Ops {
@@ -118,9 +116,5 @@ pub async fn start(addr: SocketAddr, p: &Pipeline) -> anyhow::Result<Ops> {
         .map_err(|e| anyhow::anyhow!("operations API on {addr}: {e}"))?;
     tracing::info!(addr = %bound, "operations API listening");
     eprintln!("operations API: http://{bound}/status  /metrics  /healthz");
-    Ok(Ops {
-        stop,
-        task,
-        addr: bound,
-    })
+    Ok(Ops { stop, task })
 }
