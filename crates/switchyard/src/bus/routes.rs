@@ -182,3 +182,61 @@ mod tests {
         assert!(r.entries.is_empty());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![Just("a"), Just("b"), Just("c")].prop_map(str::to_owned)
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        proptest::collection::vec(token(), 1..5).prop_map(|t| t.join("."))
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(prop_oneof![token(), Just("*".to_owned())], 0..4),
+            prop_oneof![token(), Just("*".to_owned()), Just(">".to_owned())],
+        )
+            .prop_map(|(mut head, last)| {
+                head.push(last);
+                head.join(".")
+            })
+    }
+
+    proptest! {
+        /// The trie routes exactly like the reference matcher, before and after removals.
+        #[test]
+        fn trie_agrees_with_the_reference_matcher(
+            pats in proptest::collection::vec(pattern(), 1..12),
+            topics in proptest::collection::vec(topic(), 1..12),
+            remove_every in 2usize..4,
+        ) {
+            let parsed: Vec<Pattern> = pats.iter().map(|p| Pattern::new(p).unwrap()).collect();
+            let mut r = Routes::default();
+            for (i, p) in parsed.iter().enumerate() {
+                r.insert(p, i as u64, RouteEntry { type_id: TypeId::of::<()>(), typed: Arc::new(()) });
+            }
+            let check = |r: &Routes, live: &dyn Fn(usize) -> bool| {
+                for t in &topics {
+                    let topic = Topic::new(t).unwrap();
+                    let want: Vec<u64> = parsed.iter().enumerate()
+                        .filter(|(i, p)| live(*i) && p.matches(&topic))
+                        .map(|(i, _)| i as u64).collect();
+                    prop_assert_eq!(r.matching(&topic), want, "topic {}", t);
+                }
+                Ok(())
+            };
+            check(&r, &|_| true)?;
+            for (i, p) in parsed.iter().enumerate() {
+                if i % remove_every == 0 {
+                    r.remove(p, i as u64);
+                }
+            }
+            check(&r, &|i| i % remove_every != 0)?;
+        }
+    }
+}
