@@ -192,9 +192,26 @@ impl Config {
                 .unwrap_or(toml::Value::String(v.clone()));
             set_path(&mut value, &path, parsed).with_context(|| format!("environment {k}"))?;
         }
-        let cfg: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration: {}", e.message()))?;
+        // Through text, so that an error shows the offending `key = value` line.
+        let text = toml::to_string(&value).context("rendering the merged configuration")?;
+        let cfg: Config = toml::from_str(&text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|sp| {
+                    let start = text[..sp.start].rfind('\n').map_or(0, |i| i + 1);
+                    let end = text[sp.start..]
+                        .find('\n')
+                        .map_or(text.len(), |i| sp.start + i);
+                    let section = text[..start]
+                        .lines()
+                        .rev()
+                        .find(|l| l.starts_with('['))
+                        .unwrap_or("");
+                    format!(" (in {section} at `{}`)", text[start..end].trim())
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!("configuration: {}{line}", e.message())
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

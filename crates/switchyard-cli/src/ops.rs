@@ -68,7 +68,7 @@ impl OpsProvider for Provider {
         );
         if let Some(p) = v.total_pnl {
             w.gauge(
-                "switchyard_pnl_total",
+                "switchyard_pnl",
                 "Total P&L (realised + unrealised - fees), in quote currency.",
                 p.to_f64(),
             );
