@@ -154,26 +154,10 @@ pub fn feed_source(cfg: &Config) -> anyhow::Result<FeedSource> {
     })
 }
 
-/// Build the pipeline: bus, kill switch, breaker, engine subscription.
-pub fn build(cfg: &Config, bus: Bus) -> anyhow::Result<(Pipeline, Subscription)> {
-    let kill_switch = KillSwitch::new(cfg.kill_switch.settings.clone(), secret(cfg)?, bus.clock())
-        .map_err(|e| anyhow::anyhow!("kill_switch: {e}"))?;
-    {
-        let b = bus.clone();
-        kill_switch.set_listener(Arc::new(move |ev| {
-            b.publish_control(ControlEvent::KillSwitch(ev.clone()));
-        }));
-    }
-    let breaker = Breaker::new("exchange", cfg.breaker.clone())
-        .map_err(|e| anyhow::anyhow!("breaker: {e}"))?;
-    {
-        let b = bus.clone();
-        breaker.on_transition(Arc::new(move |t| {
-            b.publish_control(ControlEvent::Breaker(t.clone()));
-        }));
-    }
-    let policy = KillPolicy::new(cfg.policy.clone(), Instant::now())
-        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+/// The strategy, risk guard and paper exchange the configuration describes.
+pub fn trading_parts(
+    cfg: &Config,
+) -> anyhow::Result<(MovingAverageCrossover, RiskGuard, PaperExchange)> {
     let strategy = MovingAverageCrossover::new(CrossoverConfig {
         name: cfg.strategy.name.as_str().into(),
         instrument: cfg.instrument(),
@@ -194,6 +178,30 @@ pub fn build(cfg: &Config, bus: Bus) -> anyhow::Result<(Pipeline, Subscription)>
         cfg.exchange.tick,
         cfg.exchange.lot,
     ));
+    Ok((strategy, guard, exchange))
+}
+
+/// Build the pipeline: bus, kill switch, breaker, engine subscription.
+pub fn build(cfg: &Config, bus: Bus) -> anyhow::Result<(Pipeline, Subscription)> {
+    let kill_switch = KillSwitch::new(cfg.kill_switch.settings.clone(), secret(cfg)?, bus.clock())
+        .map_err(|e| anyhow::anyhow!("kill_switch: {e}"))?;
+    {
+        let b = bus.clone();
+        kill_switch.set_listener(Arc::new(move |ev| {
+            b.publish_control(ControlEvent::KillSwitch(ev.clone()));
+        }));
+    }
+    let breaker = Breaker::new("exchange", cfg.breaker.clone())
+        .map_err(|e| anyhow::anyhow!("breaker: {e}"))?;
+    {
+        let b = bus.clone();
+        breaker.on_transition(Arc::new(move |t| {
+            b.publish_control(ControlEvent::Breaker(t.clone()));
+        }));
+    }
+    let policy = KillPolicy::new(cfg.policy.clone(), Instant::now())
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let (strategy, guard, exchange) = trading_parts(cfg)?;
     let engine = Arc::new(Mutex::new(EngineCore::new(
         bus.clone(),
         Box::new(strategy),

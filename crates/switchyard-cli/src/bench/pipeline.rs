@@ -6,13 +6,8 @@ use std::time::{Duration, Instant};
 
 use switchyard::Bus;
 use switchyard::kill_switch::GateState;
-use switchyard_trading::exchange::{ExchangeConfig, PaperExchange};
 use switchyard_trading::feed::{FileSpec, ReplayOptions, ReplaySource};
-use switchyard_trading::model::Instrument;
-use switchyard_trading::risk::RiskGuard;
-use switchyard_trading::strategy::{
-    CrossoverConfig, MovingAverageCrossover, Strategy, StrategyContext,
-};
+use switchyard_trading::strategy::{Strategy, StrategyContext};
 
 use crate::config::Config;
 
@@ -50,26 +45,8 @@ fn bench_config(repeat: u32) -> anyhow::Result<Config> {
 }
 
 fn sync_chain(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
-    let mut strategy = MovingAverageCrossover::new(CrossoverConfig {
-        name: cfg.strategy.name.as_str().into(),
-        instrument: cfg.instrument(),
-        fast: cfg.strategy.fast,
-        slow: cfg.strategy.slow,
-        max_position: cfg.strategy.max_position,
-        allow_short: cfg.strategy.allow_short,
-    })?;
+    let (mut strategy, mut guard, mut ex) = crate::run::trading_parts(cfg)?;
     let mut ctx = StrategyContext::new(cfg.strategy.name.as_str());
-    let mut guard = RiskGuard::new(cfg.risk.clone())?;
-    let mut ex = PaperExchange::new(ExchangeConfig {
-        latency: Duration::from_millis(cfg.exchange.latency_ms),
-        taker_fee_bps: cfg.exchange.taker_fee_bps,
-        maker_fee_bps: cfg.exchange.maker_fee_bps,
-    });
-    ex.add_instrument(Instrument::new(
-        cfg.instrument(),
-        cfg.exchange.tick,
-        cfg.exchange.lot,
-    ));
     let start = Instant::now();
     let mut n = 0u64;
     let t0 = Instant::now();
