@@ -1,0 +1,1 @@
+//! Durable journal (work in progress).

@@ -1,0 +1,1 @@
+//! NATS bridge (work in progress).
