@@ -46,6 +46,103 @@ pub struct Config {
     pub kill_switch: KillSwitchSection,
     /// Automatic kill-switch triggers.
     pub policy: KillPolicyConfig,
+    /// Durable journal of the run.
+    pub journal: JournalSection,
+    /// NATS bridge (multi-process runs).
+    pub nats: NatsSection,
+}
+
+/// `[journal]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// Journal the run.
+    pub enabled: bool,
+    /// Root directory; each run writes a new subdirectory of it.
+    pub dir: PathBuf,
+    /// Topic patterns of journaled bus events (the kill-switch audit is always journaled).
+    pub topics: Vec<String>,
+    /// `always`, `group` or `never`.
+    pub sync: String,
+    /// Group commit: fsync after this many events...
+    pub group_events: u64,
+    /// ...or this many milliseconds.
+    pub group_ms: u64,
+    /// Segment size in MiB.
+    pub segment_mb: u64,
+}
+
+/// `[nats]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// Server URL(s), comma-separated; empty: no bridge.
+    pub url: String,
+    /// `jetstream` or `core`.
+    pub mode: String,
+    /// Subject prefix.
+    pub prefix: String,
+    /// Node name used in message ids; empty: the host name.
+    pub origin: String,
+    /// JetStream stream name.
+    pub stream: String,
+    /// Durable consumer name; empty: `switchyard-<role>`.
+    pub durable: String,
+    /// Unacknowledged JetStream publishes in flight.
+    pub max_in_flight: usize,
+    /// Environment variable holding a token.
+    pub token_env: String,
+    /// User name (the password comes from `password_env`).
+    pub user: String,
+    /// Environment variable holding the password.
+    pub password_env: String,
+    /// A `.creds` file.
+    pub creds_file: String,
+    /// Require TLS.
+    pub tls_required: bool,
+    /// Root CA file.
+    pub tls_ca_file: String,
+    /// Client certificate file.
+    pub tls_cert_file: String,
+    /// Client key file.
+    pub tls_key_file: String,
+}
+
+impl std::fmt::Debug for NatsSection {
+    // Only names of where secrets come from are in the section; the URL may carry
+    // `user:password@`, so it is shown without it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSection")
+            .field("url", &redact_url(&self.url))
+            .field("mode", &self.mode)
+            .field("prefix", &self.prefix)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `nats://user:secret@host:4222` → `nats://***@host:4222`.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &u[..s + 3], &u[at..]),
+            (None, Some(at)) => format!("***{}", &u[at..]),
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Which part of the pipeline this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Feed, strategy, risk guard and exchange in one process.
+    All,
+    /// The feed only: market data goes out over NATS.
+    Feed,
+    /// Strategy, risk guard and paper exchange on market data from NATS.
+    Strategy,
 }
 
 /// `[run]`.
@@ -70,6 +167,8 @@ pub struct RunConfig {
     pub status_interval_secs: u64,
     /// How long queues may drain at shutdown.
     pub drain_deadline_ms: u64,
+    /// `all`, `feed` or `strategy`.
+    pub role: String,
 }
 
 /// `[sim]`.
@@ -248,7 +347,39 @@ impl Config {
         if self.sim.instruments.is_empty() {
             bail!("sim.instruments: at least one instrument");
         }
+        let role = self.role()?;
+        if role != Role::All && self.nats.url.is_empty() {
+            bail!(
+                "run.role: {:?} needs a NATS server (nats.url or --nats)",
+                self.run.role
+            );
+        }
+        match self.nats.mode.as_str() {
+            "jetstream" | "core" => {}
+            m => bail!("nats.mode: {m:?} is not one of jetstream, core"),
+        }
+        match self.journal.sync.as_str() {
+            "always" | "group" | "never" => {}
+            s => bail!("journal.sync: {s:?} is not one of always, group, never"),
+        }
+        if self.journal.segment_mb == 0 {
+            bail!("journal.segment_mb: must be at least 1");
+        }
+        for t in &self.journal.topics {
+            switchyard::Pattern::new(t)
+                .map_err(|e| anyhow::anyhow!("journal.topics: {t:?}: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// `run.role` parsed.
+    pub fn role(&self) -> anyhow::Result<Role> {
+        match self.run.role.as_str() {
+            "all" => Ok(Role::All),
+            "feed" => Ok(Role::Feed),
+            "strategy" => Ok(Role::Strategy),
+            r => bail!("run.role: {r:?} is not one of all, feed, strategy"),
+        }
     }
 
     /// `run.speed` parsed.
@@ -298,7 +429,9 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted (only names of where secrets
     /// come from are in it, never a secret).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        let mut shown = self.clone();
+        shown.nats.url = redact_url(&shown.nats.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
 
@@ -389,6 +522,25 @@ mod tests {
         std::fs::write(&f, "[risk]\nmax_position = \"abc\"\n").unwrap();
         let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
         assert!(e.contains("max_position"), "{e}");
+    }
+
+    #[test]
+    fn roles_need_nats_and_urls_are_redacted() {
+        let mut c = Config::load(None).unwrap();
+        assert_eq!(c.role().unwrap(), Role::All);
+        c.run.role = "feed".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("run.role") && e.contains("nats"), "{e}");
+        c.nats.url = "nats://trader:hunter2@127.0.0.1:4222,tls://[::1]:4223".into();
+        c.validate().unwrap();
+        let shown = format!("{} {:?}", c.to_toml(), c);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("nats://***@127.0.0.1:4222,tls://[::1]:4223"),
+            "{shown}"
+        );
+        c.run.role = "risk".into();
+        assert!(c.validate().unwrap_err().to_string().contains("run.role"));
     }
 
     #[test]

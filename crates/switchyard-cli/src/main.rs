@@ -56,6 +56,16 @@ struct RunArgs {
     /// Replay passes over the files.
     #[arg(long)]
     repeat: Option<u32>,
+    /// `all` (one process), `feed` (market data out to NATS) or `strategy` (market data
+    /// in from NATS; strategy, risk guard and paper exchange).
+    #[arg(long)]
+    role: Option<String>,
+    /// NATS server URL, e.g. `nats://127.0.0.1:4222` (sets `nats.url`).
+    #[arg(long)]
+    nats: Option<String>,
+    /// Journal root directory (`off` to disable the journal).
+    #[arg(long)]
+    journal: Option<String>,
 }
 
 impl RunArgs {
@@ -89,6 +99,20 @@ impl RunArgs {
         }
         if let Some(r) = self.repeat {
             cfg.run.repeat = r;
+        }
+        if let Some(r) = &self.role {
+            cfg.run.role = r.clone();
+        }
+        if let Some(u) = &self.nats {
+            cfg.nats.url = u.clone();
+        }
+        match self.journal.as_deref() {
+            Some("off") => cfg.journal.enabled = false,
+            Some(dir) => {
+                cfg.journal.enabled = true;
+                cfg.journal.dir = dir.into();
+            }
+            None => {}
         }
         cfg.validate()?;
         Ok(cfg)

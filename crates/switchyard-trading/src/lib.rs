@@ -15,6 +15,7 @@
 //! | [`risk`] | the pre-trade [`RiskGuard`](risk::RiskGuard); only it makes [`RiskApproved`](risk::RiskApproved) orders |
 //! | [`exchange`] | a paper exchange that fills risk-approved orders against market data |
 //! | [`portfolio`] | positions and P&L per instrument |
+//! | [`wire`] | type tags and topics of events that leave the process (journal, NATS) |
 #![deny(missing_docs)]
 
 pub mod engine;
@@ -25,3 +26,4 @@ pub mod num;
 pub mod portfolio;
 pub mod risk;
 pub mod strategy;
+pub mod wire;

@@ -241,6 +241,26 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Is there a topic that both patterns match? (E.g. `orders.>` and `*.request.*`
+    /// overlap; `orders.>` and `market_data.>` do not.) Used to subscribe only the event
+    /// types whose topics a configured pattern can reach.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        use PatternToken::{Any, Literal, Rest};
+        let (a, b) = (&self.tokens, &other.tokens);
+        for i in 0.. {
+            match (a.get(i), b.get(i)) {
+                (None, None) => return true,
+                (None, Some(_)) | (Some(_), None) => return false,
+                (Some(Rest), Some(_)) | (Some(_), Some(Rest)) => return true,
+                (Some(Literal(x)), Some(Literal(y))) if x != y => return false,
+                (Some(Literal(_) | Any), Some(Literal(_) | Any)) => {}
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
 impl fmt::Debug for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Pattern({})", self.raw)
@@ -261,6 +281,41 @@ impl TryFrom<&str> for Pattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exhaustive over short patterns: `overlaps` is true exactly when some topic
+    /// matches both (a witness needs at most one token more than the longer pattern).
+    #[test]
+    fn overlaps_iff_a_topic_matches_both() {
+        fn all(alphabet: &[&str], max: usize) -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            let mut level: Vec<String> = alphabet.iter().map(|s| s.to_string()).collect();
+            for _ in 0..max {
+                out.extend(level.iter().cloned());
+                level = level
+                    .iter()
+                    .flat_map(|p| alphabet.iter().map(move |t| format!("{p}.{t}")))
+                    .collect();
+            }
+            out
+        }
+        let patterns: Vec<Pattern> = all(&["a", "b", "*", ">"], 3)
+            .iter()
+            .filter_map(|p| Pattern::new(p).ok())
+            .collect();
+        let topics: Vec<Topic> = all(&["a", "b", "c"], 4)
+            .iter()
+            .map(|t| Topic::new(t).unwrap())
+            .collect();
+        let mut overlapping = 0;
+        for p in &patterns {
+            for q in &patterns {
+                let witness = topics.iter().any(|t| p.matches(t) && q.matches(t));
+                assert_eq!(p.overlaps(q), witness, "{p} vs {q}");
+                overlapping += usize::from(witness);
+            }
+        }
+        assert!(overlapping > 0 && overlapping < patterns.len() * patterns.len());
+    }
 
     #[test]
     fn topics_validate_and_intern() {
