@@ -1,0 +1,1591 @@
+//! The bridge: exporter (local bus → NATS) and importer (NATS → local bus).
+
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
+use async_nats::{Client, ConnectOptions, HeaderMap, Subject};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchyard::bus::{
+    DEFAULT_CAPACITY, Handler, HandlerError, HandlerResult, Overflow, TryPublishError,
+};
+use switchyard::lifecycle::Health;
+use switchyard::{Bus, Envelope, Pattern, Subscription, Topic};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Auth, BridgeConfig, JetStreamConfig, Mode, Storage};
+use crate::error::BridgeError;
+use crate::wire;
+
+/// Counters of a running bridge; see [`Bridge::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BridgeStats {
+    /// Events handed to NATS by the exporter (first attempt; core: written to the client).
+    pub published: u64,
+    /// JetStream publishes acknowledged by the server (including server-side duplicates).
+    pub publish_acked: u64,
+    /// JetStream publishes sent again (same message id) after a failed or timed-out ack.
+    pub publish_retries: u64,
+    /// Core publishes that failed (the event is lost: at-most-once).
+    pub publish_errors: u64,
+    /// Acks in which the server said "duplicate" (a retry of a message it already had).
+    pub server_duplicates: u64,
+    /// Events imported into the local bus.
+    pub received: u64,
+    /// Incoming messages dropped because their message id was already imported.
+    pub duplicates_dropped: u64,
+    /// Incoming JetStream messages delivered more than once by the server.
+    pub redelivered: u64,
+    /// Incoming messages skipped: no import registered for their kind (and subject).
+    pub unknown_kind: u64,
+    /// Incoming messages whose payload did not decode (terminated, not redelivered).
+    pub decode_errors: u64,
+    /// Incoming messages skipped because this bridge published them.
+    pub own_skipped: u64,
+    /// Imported events not exported again (loop prevention).
+    pub echo_suppressed: u64,
+    /// Events the export subscriptions' overflow policies dropped.
+    pub dropped_overflow: u64,
+    /// Exported events not yet sent (core) or not yet acked (JetStream), including the
+    /// export subscriptions' queues.
+    pub buffered: u64,
+    /// Connected to the server now.
+    pub connected: bool,
+    /// Times the connection came back after a loss.
+    pub reconnects: u64,
+    /// Times the connection was lost.
+    pub disconnects: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    publish_acked: AtomicU64,
+    publish_retries: AtomicU64,
+    publish_errors: AtomicU64,
+    server_duplicates: AtomicU64,
+    received: AtomicU64,
+    duplicates_dropped: AtomicU64,
+    redelivered: AtomicU64,
+    unknown_kind: AtomicU64,
+    decode_errors: AtomicU64,
+    own_skipped: AtomicU64,
+    echo_suppressed: AtomicU64,
+    outstanding: AtomicU64,
+    connected: AtomicBool,
+    ever_connected: AtomicBool,
+    reconnects: AtomicU64,
+    disconnects: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Loop prevention: bus sequence numbers of events the importer put on the bus.
+
+/// Seqs of imported events that some export subscription will see, with how many will.
+/// Bounded: the oldest entries go first (an export subscription that dropped the event to
+/// its overflow policy never asks for it).
+struct LoopGuard {
+    inner: Mutex<SeqSet>,
+}
+
+struct SeqSet {
+    remaining: HashMap<u64, u32>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl LoopGuard {
+    fn new(cap: usize) -> Self {
+        LoopGuard {
+            inner: Mutex::new(SeqSet {
+                remaining: HashMap::new(),
+                order: VecDeque::new(),
+                cap,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeqSet> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True (once per expected exporter) if `seq` was imported.
+    fn take(&self, seq: u64) -> bool {
+        let mut s = self.lock();
+        match s.remaining.get_mut(&seq) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                s.remaining.remove(&seq);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl SeqSet {
+    fn insert(&mut self, seq: u64, count: u32) {
+        self.remaining.insert(seq, count);
+        self.order.push_back(seq);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.remaining.remove(&old);
+            }
+        }
+        if self.order.len() > 2 * self.remaining.len() + 64 {
+            let live = &self.remaining;
+            self.order.retain(|s| live.contains_key(s));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Duplicate removal by message id.
+
+struct Dedup {
+    seen: HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
+    cap: usize,
+}
+
+impl Dedup {
+    fn new(cap: usize) -> Self {
+        Dedup {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    fn insert(&mut self, id: &str) {
+        let id: Arc<str> = Arc::from(id);
+        if self.seen.insert(Arc::clone(&id)) {
+            self.order.push_back(id);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Type erasure for imports.
+
+enum Refused {
+    Full,
+    Closed,
+}
+
+trait Decoded: Send {
+    fn try_publish(&mut self, bus: &Bus, topic: Topic) -> Result<u64, Refused>;
+    fn publish(self: Box<Self>, bus: Bus, topic: Topic) -> BoxFuture<'static, Result<u64, ()>>;
+}
+
+struct Typed<T>(Option<T>);
+
+impl<T: Send + Sync + 'static> Decoded for Typed<T> {
+    fn try_publish(&mut self, bus: &Bus, topic: Topic) -> Result<u64, Refused> {
+        let Some(ev) = self.0.take() else {
+            return Err(Refused::Closed);
+        };
+        match bus.try_publish(topic, ev) {
+            Ok(seq) => Ok(seq),
+            Err(TryPublishError::Full { event, .. }) => {
+                self.0 = Some(event);
+                Err(Refused::Full)
+            }
+            Err(TryPublishError::Closed(event)) => {
+                self.0 = Some(event);
+                Err(Refused::Closed)
+            }
+        }
+    }
+
+    fn publish(self: Box<Self>, bus: Bus, topic: Topic) -> BoxFuture<'static, Result<u64, ()>> {
+        Box::pin(async move {
+            match self.0 {
+                Some(ev) => bus.publish(topic, ev).await.map_err(|_| ()),
+                None => Err(()),
+            }
+        })
+    }
+}
+
+trait Sink: Send + Sync {
+    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Decoded>, serde_json::Error>;
+    fn type_id(&self) -> TypeId;
+}
+
+struct JsonSink<T>(PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned + Send + Sync + 'static> Sink for JsonSink<T> {
+    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Decoded>, serde_json::Error> {
+        Ok(Box::new(Typed(Some(serde_json::from_slice::<T>(payload)?))))
+    }
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Exporter.
+
+struct Outgoing {
+    subject: Subject,
+    headers: HeaderMap,
+    payload: Bytes,
+}
+
+struct ExportShared {
+    prefix: String,
+    origin: String,
+    guard: Arc<LoopGuard>,
+    guard_enabled: bool,
+    counters: Arc<Counters>,
+}
+
+struct ExportHandler {
+    kind: &'static str,
+    tx: mpsc::Sender<Outgoing>,
+    shared: Arc<ExportShared>,
+    subjects: HashMap<Topic, Subject>,
+}
+
+impl ExportHandler {
+    fn prepare<T: Serialize>(
+        &mut self,
+        ev: &Envelope<T>,
+    ) -> Result<Option<Outgoing>, HandlerError> {
+        let sh = &self.shared;
+        if sh.guard_enabled && sh.guard.take(ev.seq) {
+            inc(&sh.counters.echo_suppressed);
+            return Ok(None);
+        }
+        let payload = serde_json::to_vec(ev.payload()).map_err(|e| {
+            HandlerError::msg(format!(
+                "cannot serialize {} event on {} for NATS: {e}",
+                self.kind, ev.topic
+            ))
+        })?;
+        let subject = self
+            .subjects
+            .entry(ev.topic)
+            .or_insert_with(|| {
+                Subject::from(if sh.prefix.is_empty() {
+                    ev.topic.as_str().to_owned()
+                } else {
+                    format!("{}.{}", sh.prefix, ev.topic)
+                })
+            })
+            .clone();
+        Ok(Some(Outgoing {
+            subject,
+            headers: wire::headers(&sh.origin, self.kind, ev.seq, ev.ts.as_nanos()),
+            payload: Bytes::from(payload),
+        }))
+    }
+}
+
+impl<T: Serialize + Send + Sync + 'static> Handler<T> for ExportHandler {
+    fn handle(&mut self, ev: &Envelope<T>) -> impl Future<Output = HandlerResult> + Send {
+        let prepared = self.prepare(ev);
+        let tx = &self.tx;
+        let counters = &self.shared.counters;
+        async move {
+            if let Some(out) = prepared? {
+                counters.outstanding.fetch_add(1, Ordering::SeqCst);
+                if tx.send(out).await.is_err() {
+                    counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    return Err(HandlerError::msg("NATS bridge exporter stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_core_exporter(
+    client: Client,
+    mut rx: mpsc::Receiver<Outgoing>,
+    counters: Arc<Counters>,
+) {
+    while let Some(o) = rx.recv().await {
+        match client
+            .publish_with_headers(o.subject.clone(), o.headers, o.payload)
+            .await
+        {
+            Ok(()) => inc(&counters.published),
+            Err(e) => {
+                inc(&counters.publish_errors);
+                tracing::warn!(subject = %o.subject, error = %e, "NATS publish failed; event lost (core mode)");
+            }
+        }
+        counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+type AckFuture = BoxFuture<
+    'static,
+    (
+        Outgoing,
+        Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+    ),
+>;
+
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis((20u64 << attempt.min(6)).min(1000))
+}
+
+async fn run_js_exporter(
+    js: jetstream::Context,
+    mut rx: mpsc::Receiver<Outgoing>,
+    counters: Arc<Counters>,
+    max_in_flight: usize,
+) {
+    let max_in_flight = max_in_flight.max(1);
+    let mut inflight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+    let mut retry: VecDeque<Outgoing> = VecDeque::new();
+    let mut retry_at = tokio::time::Instant::now();
+    let mut attempt = 0u32;
+    let mut closed = false;
+
+    // Sends one message (same headers, hence same Nats-Msg-Id, on every attempt).
+    async fn send(
+        js: &jetstream::Context,
+        o: Outgoing,
+    ) -> Result<AckFuture, (Outgoing, jetstream::context::PublishError)> {
+        let publish = PublishMessage::build()
+            .payload(o.payload.clone())
+            .headers(o.headers.clone());
+        match js.send_publish(o.subject.clone(), publish).await {
+            Ok(fut) => Ok(Box::pin(async move {
+                let r = fut.await;
+                (o, r)
+            })),
+            Err(e) => Err((o, e)),
+        }
+    }
+
+    loop {
+        if closed && inflight.is_empty() && retry.is_empty() {
+            break;
+        }
+        let room = inflight.len() < max_in_flight;
+        tokio::select! {
+            biased;
+            Some((o, res)) = inflight.next(), if !inflight.is_empty() => match res {
+                Ok(ack) => {
+                    inc(&counters.publish_acked);
+                    if ack.duplicate {
+                        inc(&counters.server_duplicates);
+                    }
+                    attempt = 0;
+                    counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    inc(&counters.publish_retries);
+                    tracing::debug!(subject = %o.subject, error = %e, "JetStream publish not acked; will retry");
+                    retry.push_back(o);
+                    retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
+                    attempt = attempt.saturating_add(1);
+                }
+            },
+            _ = tokio::time::sleep_until(retry_at), if room && !retry.is_empty() => {
+                if let Some(o) = retry.pop_front() {
+                    match send(&js, o).await {
+                        Ok(f) => inflight.push(f),
+                        Err((o, e)) => {
+                            inc(&counters.publish_retries);
+                            tracing::debug!(subject = %o.subject, error = %e, "JetStream publish failed; will retry");
+                            retry.push_front(o);
+                            retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
+                            attempt = attempt.saturating_add(1);
+                        }
+                    }
+                }
+            },
+            item = rx.recv(), if room && retry.is_empty() && !closed => match item {
+                Some(o) => {
+                    inc(&counters.published);
+                    match send(&js, o).await {
+                        Ok(f) => inflight.push(f),
+                        Err((o, e)) => {
+                            inc(&counters.publish_retries);
+                            tracing::debug!(subject = %o.subject, error = %e, "JetStream publish failed; will retry");
+                            retry.push_back(o);
+                            retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
+                            attempt = attempt.saturating_add(1);
+                        }
+                    }
+                }
+                None => closed = true,
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Importer.
+
+struct ImportEntry {
+    pattern: Pattern,
+    kind: &'static str,
+    sink: Box<dyn Sink>,
+}
+
+struct Importer {
+    bus: Bus,
+    prefix: String,
+    own_origin: String,
+    entries: Vec<ImportEntry>,
+    exports: Vec<(Pattern, TypeId)>,
+    guard: Arc<LoopGuard>,
+    dedup: Mutex<Dedup>,
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+}
+
+/// What to do with an incoming message.
+#[derive(Debug, PartialEq, Eq)]
+enum Disposition {
+    /// Accepted by the bus, or deliberately skipped: ack.
+    Ack,
+    /// Will never decode: terminate (no redelivery).
+    Term,
+    /// Not accepted (bus closed or bridge stopping): leave unacked for redelivery.
+    Leave,
+}
+
+impl Importer {
+    fn topic_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(subject)
+        } else {
+            subject
+                .strip_prefix(self.prefix.as_str())
+                .and_then(|s| s.strip_prefix('.'))
+        }
+    }
+
+    async fn process(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Disposition {
+        let Some(topic) = self.topic_of(subject).and_then(|t| Topic::new(t).ok()) else {
+            inc(&self.counters.unknown_kind);
+            return Disposition::Ack;
+        };
+        if wire::get(headers, wire::ORIGIN) == Some(self.own_origin.as_str()) {
+            inc(&self.counters.own_skipped);
+            return Disposition::Ack;
+        }
+        let kind = wire::get(headers, wire::KIND).unwrap_or("");
+        let Some(entry) = self
+            .entries
+            .iter()
+            .find(|e| e.kind == kind && e.pattern.matches(&topic))
+        else {
+            inc(&self.counters.unknown_kind);
+            tracing::debug!(
+                subject,
+                kind,
+                "no import registered for this kind and subject; skipped"
+            );
+            return Disposition::Ack;
+        };
+        let msg_id = wire::get(headers, wire::MSG_ID);
+        if let Some(id) = msg_id
+            && self
+                .dedup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(id)
+        {
+            inc(&self.counters.duplicates_dropped);
+            return Disposition::Ack;
+        }
+        let mut decoded = match entry.sink.decode(payload) {
+            Ok(d) => d,
+            Err(e) => {
+                inc(&self.counters.decode_errors);
+                tracing::warn!(subject, kind, error = %e, "cannot decode incoming event; dropped");
+                return Disposition::Term;
+            }
+        };
+        let type_id = entry.sink.type_id();
+        let echo = self
+            .exports
+            .iter()
+            .filter(|(p, t)| *t == type_id && p.matches(&topic))
+            .count() as u32;
+        if echo == 0 {
+            let mut stop = self.stop.clone();
+            if *stop.borrow() {
+                return Disposition::Leave;
+            }
+            // A dropped publish future delivers nothing; only stop waiting when asked.
+            let publish = decoded.publish(self.bus.clone(), topic);
+            tokio::select! {
+                r = publish => if r.is_err() { return Disposition::Leave },
+                _ = stop.wait_for(|s| *s) => return Disposition::Leave,
+            }
+        } else {
+            // The exporter must recognise this event: publish and record its seq under
+            // the guard's lock, which the exporter takes before deciding.
+            let mut backoff = Duration::from_micros(200);
+            loop {
+                let r = {
+                    let mut g = self.guard.lock();
+                    let r = decoded.try_publish(&self.bus, topic);
+                    if let Ok(seq) = r {
+                        g.insert(seq, echo);
+                    }
+                    r
+                };
+                match r {
+                    Ok(_) => break,
+                    Err(Refused::Closed) => return Disposition::Leave,
+                    Err(Refused::Full) => {
+                        if *self.stop.borrow() {
+                            return Disposition::Leave;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+        if let Some(id) = msg_id {
+            self.dedup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id);
+        }
+        inc(&self.counters.received);
+        Disposition::Ack
+    }
+}
+
+async fn run_core_importer(imp: Arc<Importer>, mut sub: async_nats::Subscriber) {
+    let mut stop = imp.stop.clone();
+    loop {
+        let msg = tokio::select! {
+            m = sub.next() => m,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(msg) = msg else { break };
+        imp.process(msg.subject.as_str(), msg.headers.as_ref(), &msg.payload)
+            .await;
+    }
+    let _ = sub.unsubscribe().await;
+}
+
+async fn run_js_importer(
+    imp: Arc<Importer>,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    batch: usize,
+) {
+    let mut stop = imp.stop.clone();
+    let mut failures = 0u32;
+    'outer: loop {
+        if *stop.borrow() {
+            break;
+        }
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start pulling from JetStream consumer; retrying");
+                failures += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_backoff(failures)) => continue,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = stop.wait_for(|s| *s) => break 'outer,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "JetStream pull error (the stream recovers by itself)");
+                    continue;
+                }
+                None => continue 'outer,
+            };
+            failures = 0;
+            if let Ok(info) = msg.info()
+                && info.delivered > 1
+            {
+                inc(&imp.counters.redelivered);
+            }
+            let d = imp
+                .process(msg.subject.as_str(), msg.headers.as_ref(), &msg.payload)
+                .await;
+            let acked = match d {
+                Disposition::Ack => msg.ack().await,
+                Disposition::Term => msg.ack_with(jetstream::AckKind::Term).await,
+                Disposition::Leave => Ok(()),
+            };
+            if let Err(e) = acked {
+                tracing::debug!(error = %e, "JetStream ack not sent; the message will be redelivered and de-duplicated");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Builder and bridge.
+
+type SubscribeFn = Box<
+    dyn FnOnce(&Bus, mpsc::Sender<Outgoing>, Arc<ExportShared>) -> Result<Subscription, BridgeError>
+        + Send
+        + Sync,
+>;
+
+struct ExportSpec {
+    pattern: Pattern,
+    type_id: TypeId,
+    subscribe: SubscribeFn,
+}
+
+/// Builds a [`Bridge`]: choose what to export and import, then [`BridgeBuilder::start`].
+pub struct BridgeBuilder {
+    bus: Bus,
+    config: BridgeConfig,
+    exports: Vec<ExportSpec>,
+    imports: Vec<ImportEntry>,
+    kinds: HashMap<&'static str, TypeId>,
+    error: Option<BridgeError>,
+}
+
+impl std::fmt::Debug for BridgeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeBuilder")
+            .field("config", &self.config)
+            .field(
+                "exports",
+                &self
+                    .exports
+                    .iter()
+                    .map(|e| e.pattern.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "imports",
+                &self
+                    .imports
+                    .iter()
+                    .map(|e| (e.pattern.as_str(), e.kind))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl BridgeBuilder {
+    fn pattern(&mut self, pattern: &str) -> Option<Pattern> {
+        match Pattern::new(pattern) {
+            Ok(p) => Some(p),
+            Err(source) => {
+                self.error.get_or_insert(BridgeError::Pattern {
+                    pattern: pattern.to_owned(),
+                    source,
+                });
+                None
+            }
+        }
+    }
+
+    fn kind<T: 'static>(&mut self, kind: &'static str) {
+        let id = TypeId::of::<T>();
+        if *self.kinds.entry(kind).or_insert(id) != id {
+            self.error.get_or_insert(BridgeError::KindConflict { kind });
+        }
+    }
+
+    /// Export local events of type `T` whose topic matches `local_pattern`, tagged
+    /// `kind` (the `Switchyard-Kind` header). The export subscription has the default
+    /// capacity and [`Overflow::Block`] (lossless: local publishers wait when the bridge
+    /// buffer and the queue are full).
+    pub fn export<T: Serialize + Send + Sync + 'static>(
+        self,
+        local_pattern: &str,
+        kind: &'static str,
+    ) -> Self {
+        self.export_with::<T>(local_pattern, kind, DEFAULT_CAPACITY, Overflow::Block)
+    }
+
+    /// As [`BridgeBuilder::export`], with the export subscription's queue capacity and
+    /// overflow policy: what happens once the bridge buffer (`BridgeConfig::buffer`) is
+    /// full, e.g. while the server is away. Drops are counted in
+    /// [`BridgeStats::dropped_overflow`].
+    pub fn export_with<T: Serialize + Send + Sync + 'static>(
+        mut self,
+        local_pattern: &str,
+        kind: &'static str,
+        capacity: usize,
+        overflow: Overflow<T>,
+    ) -> Self {
+        let Some(pattern) = self.pattern(local_pattern) else {
+            return self;
+        };
+        self.kind::<T>(kind);
+        let name = format!("nats-export:{local_pattern}:{kind}");
+        let pat = local_pattern.to_owned();
+        self.exports.push(ExportSpec {
+            pattern,
+            type_id: TypeId::of::<T>(),
+            subscribe: Box::new(move |bus, tx, shared| {
+                bus.subscription::<T>(&pat)
+                    .map_err(|source| BridgeError::Pattern {
+                        pattern: pat.clone(),
+                        source,
+                    })?
+                    .name(name)
+                    .capacity(capacity)
+                    .overflow(overflow)
+                    .subscribe(ExportHandler {
+                        kind,
+                        tx,
+                        shared,
+                        subjects: HashMap::new(),
+                    })
+                    .map_err(|source| BridgeError::Bus {
+                        pattern: pat.clone(),
+                        source,
+                    })
+            }),
+        });
+        self
+    }
+
+    /// Import messages on subject `<prefix>.<local_pattern>` whose `Switchyard-Kind` is
+    /// `kind`, decoded as `T`, into the local bus on topic = subject without the prefix.
+    /// Messages of other kinds are counted ([`BridgeStats::unknown_kind`]) and skipped
+    /// (acked in JetStream mode).
+    pub fn import<T: DeserializeOwned + Send + Sync + 'static>(
+        mut self,
+        local_pattern: &str,
+        kind: &'static str,
+    ) -> Self {
+        let Some(pattern) = self.pattern(local_pattern) else {
+            return self;
+        };
+        self.kind::<T>(kind);
+        self.imports.push(ImportEntry {
+            pattern,
+            kind,
+            sink: Box::new(JsonSink::<T>(PhantomData)),
+        });
+        self
+    }
+
+    /// Wrap the builder in a [`switchyard::lifecycle::Component`] named `name` that
+    /// starts the bridge in `start` and shuts it down in `stop`.
+    pub fn into_component(self, name: impl Into<String>) -> crate::BridgeComponent {
+        crate::component::BridgeComponent::new(name.into(), self)
+    }
+
+    /// Connect, create or verify the JetStream stream and consumer, subscribe, and start
+    /// the exporter and importer tasks.
+    pub async fn start(mut self) -> Result<Bridge, BridgeError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let cfg = self.config.clone();
+        validate(&cfg)?;
+        let url = cfg.redacted_url();
+        let counters = Arc::new(Counters::default());
+        let origin = format!("{}@{}", cfg.origin, boot_id());
+
+        let client = connect(&cfg, &self.exports.is_empty(), Arc::clone(&counters)).await?;
+        counters.connected.store(true, Ordering::SeqCst);
+        counters.ever_connected.store(true, Ordering::SeqCst);
+
+        let js = match &cfg.mode {
+            Mode::Core => None,
+            Mode::JetStream(jsc) => Some(
+                jetstream::ContextBuilder::new()
+                    .timeout(jsc.publish_timeout)
+                    .max_ack_inflight(jsc.max_in_flight.max(1) + 16)
+                    .backpressure_on_inflight(true)
+                    .build(client.clone()),
+            ),
+        };
+
+        // JetStream: stream and consumer before anything moves.
+        let mut consumer = None;
+        if let (Some(js), Mode::JetStream(jsc)) = (&js, &cfg.mode) {
+            let stream_subjects = ensure_stream(js, &cfg, jsc, &self.exports).await?;
+            if !self.imports.is_empty() {
+                consumer =
+                    Some(ensure_consumer(js, &cfg, jsc, &self.imports, &stream_subjects).await?);
+            }
+        }
+
+        let guard = Arc::new(LoopGuard::new(1 << 16));
+        let import_types: HashSet<TypeId> = self.imports.iter().map(|e| e.sink.type_id()).collect();
+        let export_shared = Arc::new(ExportShared {
+            prefix: cfg.subject_prefix.clone(),
+            origin: origin.clone(),
+            guard: Arc::clone(&guard),
+            guard_enabled: self
+                .exports
+                .iter()
+                .any(|e| import_types.contains(&e.type_id)),
+            counters: Arc::clone(&counters),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        // Importer first, so the bridge never misses what arrives once start returns.
+        let mut import_tasks = Vec::new();
+        if !self.imports.is_empty() {
+            let subjects: Vec<String> = self
+                .imports
+                .iter()
+                .map(|e| cfg.subject_for(e.pattern.as_str()))
+                .collect();
+            let importer = Arc::new(Importer {
+                bus: self.bus.clone(),
+                prefix: cfg.subject_prefix.clone(),
+                own_origin: origin.clone(),
+                entries: std::mem::take(&mut self.imports),
+                exports: self
+                    .exports
+                    .iter()
+                    .map(|e| (e.pattern.clone(), e.type_id))
+                    .collect(),
+                guard: Arc::clone(&guard),
+                dedup: Mutex::new(Dedup::new(cfg.dedup_capacity)),
+                counters: Arc::clone(&counters),
+                stop: stop_rx.clone(),
+            });
+            match (consumer, &cfg.mode) {
+                (Some(c), Mode::JetStream(jsc)) => {
+                    import_tasks.push(tokio::spawn(run_js_importer(importer, c, jsc.pull_batch)));
+                }
+                _ => {
+                    let mut unique: Vec<String> = Vec::new();
+                    for s in subjects {
+                        if !unique.contains(&s) {
+                            unique.push(s);
+                        }
+                    }
+                    for subject in unique {
+                        let sub = client.subscribe(subject.clone()).await.map_err(|e| {
+                            BridgeError::Subscribe {
+                                subject: subject.clone(),
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        import_tasks
+                            .push(tokio::spawn(run_core_importer(Arc::clone(&importer), sub)));
+                    }
+                    // The server has the subscriptions once it answered a ping.
+                    client.flush().await.map_err(|e| BridgeError::Server {
+                        url: url.clone(),
+                        reason: format!("flush after subscribing: {e}"),
+                    })?;
+                }
+            }
+        }
+
+        let (tx, rx) = mpsc::channel::<Outgoing>(cfg.buffer.max(1));
+        let exporter = match (&js, &cfg.mode) {
+            (Some(js), Mode::JetStream(jsc)) => tokio::spawn(run_js_exporter(
+                js.clone(),
+                rx,
+                Arc::clone(&counters),
+                jsc.max_in_flight,
+            )),
+            _ => tokio::spawn(run_core_exporter(client.clone(), rx, Arc::clone(&counters))),
+        };
+        let mut export_subs = Vec::new();
+        for spec in self.exports {
+            match (spec.subscribe)(&self.bus, tx.clone(), Arc::clone(&export_shared)) {
+                Ok(s) => export_subs.push(s),
+                Err(e) => {
+                    for s in &export_subs {
+                        s.unsubscribe();
+                    }
+                    let _ = stop_tx.send(true);
+                    return Err(e);
+                }
+            }
+        }
+        drop(tx);
+        tracing::info!(
+            url = %url,
+            origin = %origin,
+            mode = match cfg.mode { Mode::Core => "core", Mode::JetStream(_) => "jetstream" },
+            auth = cfg.auth.method(),
+            exports = export_subs.len(),
+            "NATS bridge started"
+        );
+
+        Ok(Bridge {
+            inner: Arc::new(Inner {
+                config: cfg,
+                url,
+                origin,
+                client,
+                counters,
+                export_subs,
+                exporter: Mutex::new(Some(exporter)),
+                importers: Mutex::new(import_tasks),
+                stop: stop_tx,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+fn validate(cfg: &BridgeConfig) -> Result<(), BridgeError> {
+    let bad = |field, reason: &str| {
+        Err(BridgeError::InvalidConfig {
+            field,
+            reason: reason.to_owned(),
+        })
+    };
+    if cfg.url.trim().is_empty() {
+        return bad("url", "empty");
+    }
+    if cfg.origin.is_empty() || cfg.origin.contains(|c: char| c.is_whitespace() || c == ':') {
+        return bad("origin", "must be non-empty, without whitespace or ':'");
+    }
+    if !cfg.subject_prefix.is_empty()
+        && Pattern::new(&cfg.subject_prefix)
+            .map(|p| !p.is_exact())
+            .unwrap_or(true)
+    {
+        return bad(
+            "subject_prefix",
+            "must be a valid subject without wildcards",
+        );
+    }
+    if let Mode::JetStream(j) = &cfg.mode {
+        if j.stream.is_empty() || j.stream.contains(['.', '*', '>', ' ']) {
+            return bad(
+                "mode.jetstream.stream",
+                "must be a non-empty name without '.', '*', '>' or spaces",
+            );
+        }
+        if j.durable.is_empty() || j.durable.contains(['.', '*', '>', ' ']) {
+            return bad(
+                "mode.jetstream.durable",
+                "must be a non-empty name without '.', '*', '>' or spaces",
+            );
+        }
+        if cfg.subject_prefix.is_empty() && j.subjects.is_empty() {
+            return bad(
+                "mode.jetstream.subjects",
+                "needed when subject_prefix is empty",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn boot_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finaliser: spread the bits.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    format!("{x:016x}")
+}
+
+async fn connect(
+    cfg: &BridgeConfig,
+    no_exports: &bool,
+    counters: Arc<Counters>,
+) -> Result<Client, BridgeError> {
+    let _ = no_exports;
+    let url = cfg.redacted_url();
+    let max_delay = cfg.max_reconnect_delay;
+    let ev_counters = Arc::clone(&counters);
+    let ev_url = url.clone();
+    let mut opts = ConnectOptions::new()
+        .name(
+            cfg.connection_name
+                .clone()
+                .unwrap_or_else(|| format!("switchyard-{}", cfg.origin)),
+        )
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(move |attempts| {
+            let ms = 10u64.saturating_mul(1 << attempts.min(16));
+            Duration::from_millis(ms).min(max_delay)
+        })
+        .event_callback(move |event| {
+            let c = Arc::clone(&ev_counters);
+            let url = ev_url.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        if !c.connected.swap(true, Ordering::SeqCst)
+                            && c.ever_connected.swap(true, Ordering::SeqCst)
+                        {
+                            inc(&c.reconnects);
+                            tracing::info!(url = %url, "NATS connection restored");
+                        }
+                    }
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                        if c.connected.swap(false, Ordering::SeqCst) {
+                            inc(&c.disconnects);
+                            tracing::warn!(url = %url, "NATS connection lost; reconnecting");
+                        }
+                    }
+                    other => tracing::warn!(url = %url, event = %other, "NATS client event"),
+                }
+            }
+        });
+    if matches!(cfg.mode, Mode::Core) {
+        // The server does not send our own publishes back to our own subscriptions.
+        opts = opts.no_echo();
+    }
+    opts = match &cfg.auth {
+        Auth::None => opts,
+        Auth::Token(t) => opts.token(t.expose().to_owned()),
+        Auth::UserPassword { user, password } => {
+            opts.user_and_password(user.clone(), password.expose().to_owned())
+        }
+        Auth::NKey(seed) => opts.nkey(seed.expose().to_owned()),
+        Auth::CredsFile(path) => {
+            opts.credentials_file(path)
+                .await
+                .map_err(|e| BridgeError::Credentials {
+                    path: path.display().to_string(),
+                    reason: format!("{:?}", e.kind()),
+                })?
+        }
+    };
+    let tls = &cfg.tls;
+    if tls.require_tls {
+        opts = opts.require_tls(true);
+    }
+    if tls.tls_first {
+        opts = opts.tls_first();
+    }
+    if let Some(ca) = &tls.root_ca {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(c), Some(k)) => opts = opts.add_client_certificate(c.clone(), k.clone()),
+        (None, None) => {}
+        _ => {
+            return Err(BridgeError::InvalidConfig {
+                field: "tls",
+                reason: "client_cert and client_key go together".into(),
+            });
+        }
+    }
+    opts.connect(cfg.url.as_str()).await.map_err(|e| {
+        let auth_failed = matches!(
+            e.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation
+        );
+        let mut reason = e.to_string();
+        // Whatever the client put in its message, never echo a credential.
+        for secret in secrets(&cfg.auth).into_iter().chain(url_secret(&cfg.url)) {
+            if !secret.is_empty() {
+                reason = reason.replace(&secret, "[redacted]");
+            }
+        }
+        BridgeError::Connect {
+            url,
+            reason,
+            auth_failed,
+        }
+    })
+}
+
+fn secrets(auth: &Auth) -> Vec<String> {
+    match auth {
+        Auth::Token(t) | Auth::NKey(t) => vec![t.expose().to_owned()],
+        Auth::UserPassword { password, .. } => vec![password.expose().to_owned()],
+        _ => Vec::new(),
+    }
+}
+
+fn url_secret(url: &str) -> Option<String> {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or(rest);
+    let (userinfo, _) = host.rsplit_once('@')?;
+    Some(userinfo.rsplit(':').next().unwrap_or(userinfo).to_owned())
+}
+
+/// Does stream subject `filter` (which may have wildcards) cover every subject of `subject`?
+pub(crate) fn covers(filter: &str, subject: &str) -> bool {
+    let f: Vec<&str> = filter.split('.').collect();
+    let s: Vec<&str> = subject.split('.').collect();
+    for (i, ft) in f.iter().enumerate() {
+        match (*ft, s.get(i)) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(st)) if *st != ">" => {}
+            (ft, Some(st)) if ft == *st => {}
+            _ => return false,
+        }
+    }
+    f.len() == s.len()
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &BridgeConfig,
+    jsc: &JetStreamConfig,
+    exports: &[ExportSpec],
+) -> Result<Vec<String>, BridgeError> {
+    let subjects = if jsc.subjects.is_empty() {
+        vec![format!("{}.>", cfg.subject_prefix)]
+    } else {
+        jsc.subjects.clone()
+    };
+    let want = jetstream::stream::Config {
+        name: jsc.stream.clone(),
+        subjects: subjects.clone(),
+        storage: match jsc.storage {
+            Storage::File => jetstream::stream::StorageType::File,
+            Storage::Memory => jetstream::stream::StorageType::Memory,
+        },
+        duplicate_window: jsc.duplicate_window,
+        ..Default::default()
+    };
+    let stream_err = |reason: String| BridgeError::Stream {
+        stream: jsc.stream.clone(),
+        reason,
+    };
+    let stream = js
+        .get_or_create_stream(want)
+        .await
+        .map_err(|e| stream_err(format!("create or look up: {e}")))?;
+    let have = &stream.cached_info().config;
+    let incompatible = |reason: String| BridgeError::IncompatibleStream {
+        stream: jsc.stream.clone(),
+        reason,
+    };
+    for e in exports {
+        let subject = cfg.subject_for(e.pattern.as_str());
+        if !have.subjects.iter().any(|s| covers(s, &subject)) {
+            return Err(incompatible(format!(
+                "its subjects {:?} do not cover exported subject {subject:?}",
+                have.subjects
+            )));
+        }
+    }
+    if have.no_ack {
+        return Err(incompatible(
+            "no_ack is set: publishes would never be acknowledged".into(),
+        ));
+    }
+    if have.sealed {
+        return Err(incompatible("the stream is sealed".into()));
+    }
+    if have.duplicate_window < jsc.duplicate_window {
+        return Err(incompatible(format!(
+            "duplicate_window is {:?}, the bridge needs at least {:?}",
+            have.duplicate_window, jsc.duplicate_window
+        )));
+    }
+    if have.retention == jetstream::stream::RetentionPolicy::WorkQueue {
+        tracing::warn!(stream = %jsc.stream, "work-queue retention: only one durable consumer per subject");
+    }
+    Ok(have.subjects.clone())
+}
+
+async fn ensure_consumer(
+    js: &jetstream::Context,
+    cfg: &BridgeConfig,
+    jsc: &JetStreamConfig,
+    imports: &[ImportEntry],
+    stream_subjects: &[String],
+) -> Result<jetstream::consumer::Consumer<pull::Config>, BridgeError> {
+    let err = |reason: String| BridgeError::Consumer {
+        stream: jsc.stream.clone(),
+        consumer: jsc.durable.clone(),
+        reason,
+    };
+    let incompatible = |reason: String| BridgeError::IncompatibleConsumer {
+        stream: jsc.stream.clone(),
+        consumer: jsc.durable.clone(),
+        reason,
+    };
+    // nats-server 2.9 allows one filter subject per consumer: with one import pattern the
+    // consumer filters on it; with several it reads the whole stream and the importer
+    // filters locally.
+    let mut filters: Vec<String> = imports
+        .iter()
+        .map(|e| cfg.subject_for(e.pattern.as_str()))
+        .collect();
+    filters.dedup();
+    for f in &filters {
+        if !stream_subjects.iter().any(|s| covers(s, f)) {
+            return Err(err(format!(
+                "imported subject {f:?} is not captured by the stream's subjects {stream_subjects:?}"
+            )));
+        }
+    }
+    let filter = if filters.len() == 1 {
+        filters[0].clone()
+    } else {
+        String::new()
+    };
+    let want = pull::Config {
+        durable_name: Some(jsc.durable.clone()),
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: jsc.ack_wait,
+        max_deliver: jsc.max_deliver,
+        filter_subject: filter.clone(),
+        max_ack_pending: (jsc.pull_batch.max(1) * 4).max(1000) as i64,
+        ..Default::default()
+    };
+    let stream = js
+        .get_stream(&jsc.stream)
+        .await
+        .map_err(|e| err(format!("look up stream: {e}")))?;
+    let consumer = stream
+        .get_or_create_consumer::<pull::Config>(&jsc.durable, want)
+        .await
+        .map_err(|e| {
+            if matches!(
+                e.kind(),
+                jetstream::stream::ConsumerErrorKind::InvalidConsumerType
+            ) {
+                incompatible("it is a push consumer; the bridge needs a pull consumer".into())
+            } else {
+                err(format!("create or look up: {e}"))
+            }
+        })?;
+    let have = &consumer.cached_info().config;
+    if have.filter_subject != filter {
+        return Err(incompatible(format!(
+            "filter subject is {:?}, the bridge needs {:?}",
+            have.filter_subject, filter
+        )));
+    }
+    if have.ack_policy != jetstream::consumer::AckPolicy::Explicit {
+        return Err(incompatible(format!(
+            "ack policy is {:?}, the bridge needs explicit acks",
+            have.ack_policy
+        )));
+    }
+    Ok(consumer)
+}
+
+struct Inner {
+    config: BridgeConfig,
+    url: String,
+    origin: String,
+    client: Client,
+    counters: Arc<Counters>,
+    export_subs: Vec<Subscription>,
+    exporter: Mutex<Option<JoinHandle<()>>>,
+    importers: Mutex<Vec<JoinHandle<()>>>,
+    stop: watch::Sender<bool>,
+    closed: AtomicBool,
+}
+
+/// A running bridge. Cheap to clone; all clones are the same bridge.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("url", &self.inner.url)
+            .field("origin", &self.inner.origin)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// What [`Bridge::shutdown`] left behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShutdownReport {
+    /// The deadline passed before every exported event was sent or acked.
+    pub deadline_hit: bool,
+    /// Exported events neither sent (core) nor acked (JetStream) at the end.
+    pub unflushed: u64,
+    /// The final counters.
+    pub stats: BridgeStats,
+}
+
+impl Bridge {
+    /// Start building a bridge for `bus`.
+    pub fn builder(bus: Bus, config: BridgeConfig) -> BridgeBuilder {
+        BridgeBuilder {
+            bus,
+            config,
+            exports: Vec::new(),
+            imports: Vec::new(),
+            kinds: HashMap::new(),
+            error: None,
+        }
+    }
+
+    /// The wire origin of this bridge instance: `<origin>@<boot id>`.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &BridgeConfig {
+        &self.inner.config
+    }
+
+    /// The NATS client (shared; do not close it).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Healthy; Degraded while disconnected from the server; Unhealthy once shut down or
+    /// if a bridge task died.
+    pub fn health(&self) -> Health {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Health::Unhealthy("NATS bridge shut down".into());
+        }
+        let exporter_dead = !self.inner.export_subs.is_empty()
+            && self
+                .inner
+                .exporter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|h| h.is_finished());
+        if exporter_dead {
+            return Health::Unhealthy("NATS bridge exporter task ended".into());
+        }
+        if !self.is_connected() {
+            return Health::Degraded(format!(
+                "disconnected from NATS server {}; reconnecting ({} exported events buffered)",
+                self.inner.url,
+                self.buffered()
+            ));
+        }
+        Health::Healthy
+    }
+
+    fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+            && self.inner.counters.connected.load(Ordering::SeqCst)
+    }
+
+    fn buffered(&self) -> u64 {
+        let queued: u64 = self.inner.export_subs.iter().map(|s| s.stats().depth).sum();
+        queued + self.inner.counters.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BridgeStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BridgeStats {
+            published: get(&c.published),
+            publish_acked: get(&c.publish_acked),
+            publish_retries: get(&c.publish_retries),
+            publish_errors: get(&c.publish_errors),
+            server_duplicates: get(&c.server_duplicates),
+            received: get(&c.received),
+            duplicates_dropped: get(&c.duplicates_dropped),
+            redelivered: get(&c.redelivered),
+            unknown_kind: get(&c.unknown_kind),
+            decode_errors: get(&c.decode_errors),
+            own_skipped: get(&c.own_skipped),
+            echo_suppressed: get(&c.echo_suppressed),
+            dropped_overflow: self
+                .inner
+                .export_subs
+                .iter()
+                .map(|s| s.stats().dropped.total())
+                .sum(),
+            buffered: self.buffered(),
+            connected: self.is_connected(),
+            reconnects: get(&c.reconnects),
+            disconnects: get(&c.disconnects),
+        }
+    }
+
+    /// Wait until every event exported so far has been sent (core: written and flushed to
+    /// the server) or acknowledged (JetStream). Waits across disconnections; bound it with
+    /// `tokio::time::timeout`.
+    pub async fn flush(&self) -> Result<(), BridgeError> {
+        let mut tick = Duration::from_micros(200);
+        while self.buffered() > 0 {
+            if self.exporter_gone() {
+                return Err(BridgeError::Closed);
+            }
+            tokio::time::sleep(tick).await;
+            tick = (tick * 2).min(Duration::from_millis(5));
+        }
+        if matches!(self.inner.config.mode, Mode::Core) {
+            self.inner
+                .client
+                .flush()
+                .await
+                .map_err(|e| BridgeError::Server {
+                    url: self.inner.url.clone(),
+                    reason: format!("flush: {e}"),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn exporter_gone(&self) -> bool {
+        self.inner
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|h| h.is_finished())
+    }
+
+    /// Shut down within the configured `shutdown_timeout`; see [`Bridge::shutdown_within`].
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.shutdown_within(self.inner.config.shutdown_timeout)
+            .await
+    }
+
+    /// Stop exporting (events already queued for export are still sent), wait for the
+    /// in-flight publishes and acks until `deadline`, stop the importer once the event it
+    /// is handing to the bus was accepted and acked, flush the acks and close the
+    /// connection. Calling it again returns a fresh report.
+    pub async fn shutdown_within(&self, deadline: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
+        let end = started + deadline;
+        self.inner.closed.store(true, Ordering::Release);
+        for s in &self.inner.export_subs {
+            s.unsubscribe();
+        }
+        let exporter = self
+            .inner
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let mut deadline_hit = false;
+        let subs_closed = async {
+            for s in &self.inner.export_subs {
+                s.closed().await;
+            }
+        };
+        if tokio::time::timeout_at(end, subs_closed).await.is_err() {
+            deadline_hit = true;
+        }
+        if let Some(mut h) = exporter {
+            if tokio::time::timeout_at(end, &mut h).await.is_err() {
+                deadline_hit = true;
+                h.abort();
+            }
+        }
+        let _ = self.inner.stop.send(true);
+        let importers: Vec<JoinHandle<()>> = std::mem::take(
+            &mut *self
+                .inner
+                .importers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for mut h in importers {
+            let grace = end.max(tokio::time::Instant::now() + Duration::from_millis(100));
+            if tokio::time::timeout_at(grace, &mut h).await.is_err() {
+                h.abort();
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.inner.client.flush()).await;
+        let stats = self.stats();
+        let unflushed = self.inner.counters.outstanding.load(Ordering::SeqCst);
+        tracing::info!(
+            deadline_hit,
+            unflushed,
+            published = stats.published,
+            received = stats.received,
+            "NATS bridge shut down"
+        );
+        ShutdownReport {
+            deadline_hit,
+            unflushed,
+            stats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_cover() {
+        assert!(covers("sy.>", "sy.a.b"));
+        assert!(covers("sy.>", "sy.a.>"));
+        assert!(covers("sy.*.b", "sy.x.b"));
+        assert!(covers("sy.*.b", "sy.*.b"));
+        assert!(!covers("sy.*.b", "sy.>"));
+        assert!(!covers("sy.a", "sy.a.b"));
+        assert!(!covers("sy.a.b", "sy.a"));
+        assert!(!covers("sy.x.>", "sy.>"));
+    }
+
+    #[test]
+    fn dedup_is_bounded() {
+        let mut d = Dedup::new(3);
+        for i in 0..5 {
+            d.insert(&format!("o:{i}"));
+        }
+        assert!(!d.contains("o:0") && !d.contains("o:1"));
+        assert!(d.contains("o:2") && d.contains("o:4"));
+    }
+
+    #[test]
+    fn secrets_out_of_urls() {
+        assert_eq!(url_secret("nats://u:pw@h:1"), Some("pw".into()));
+        assert_eq!(url_secret("nats://tok@h:1"), Some("tok".into()));
+        assert_eq!(url_secret("nats://h:1"), None);
+    }
+}

@@ -1,0 +1,434 @@
+//! Bridge configuration: server, subjects, mode, credentials, TLS.
+//!
+//! Everything deserializes from TOML/JSON (durations as `"250ms"`, `"5s"`, `"2m"`, `"1h"`
+//! or an integer number of milliseconds). Secrets are [`Secret`]s: their `Debug` and
+//! `Display` print `[redacted]`, and they cannot be serialized.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A secret string (token, password, nkey seed). Never printed: `Debug` and `Display`
+/// show `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret::new(s)
+    }
+}
+
+/// Environment variable holding a token (overrides the configured auth).
+pub const ENV_TOKEN: &str = "SWITCHYARD_NATS_TOKEN";
+/// Environment variable holding a user name (with [`ENV_PASSWORD`]).
+pub const ENV_USER: &str = "SWITCHYARD_NATS_USER";
+/// Environment variable holding a password (overrides the configured auth).
+pub const ENV_PASSWORD: &str = "SWITCHYARD_NATS_PASSWORD";
+/// Environment variable holding an nkey seed (overrides the configured auth).
+pub const ENV_NKEY: &str = "SWITCHYARD_NATS_NKEY";
+/// Environment variable holding the path of a `.creds` file (overrides the configured auth).
+pub const ENV_CREDS: &str = "SWITCHYARD_NATS_CREDS";
+
+/// How the bridge authenticates.
+///
+/// In TOML: `auth = "none"`, `auth = { token = "..." }`,
+/// `auth = { user_password = { user = "u", password = "p" } }`, `auth = { nkey = "SU..." }`,
+/// `auth = { creds_file = "/etc/nats/app.creds" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// A token.
+    Token(Secret),
+    /// User and password.
+    UserPassword {
+        /// User name (not secret).
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// An nkey seed (`SU...`).
+    NKey(Secret),
+    /// A `.creds` file (JWT plus nkey seed).
+    CredsFile(PathBuf),
+}
+
+impl Auth {
+    /// Credentials from the environment if any are set, otherwise `fallback` (the
+    /// configured ones). Precedence: [`ENV_TOKEN`], [`ENV_NKEY`], [`ENV_CREDS`],
+    /// [`ENV_PASSWORD`] (user from [`ENV_USER`], else the user of `fallback`).
+    pub fn from_env_or(fallback: Auth) -> Auth {
+        Auth::from_lookup_or(fallback, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Auth::from_env_or`], reading variables through `lookup` (for tests, or a
+    /// secrets store).
+    pub fn from_lookup_or(fallback: Auth, lookup: impl Fn(&str) -> Option<String>) -> Auth {
+        let get = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        if let Some(t) = get(ENV_TOKEN) {
+            return Auth::Token(Secret::new(t));
+        }
+        if let Some(s) = get(ENV_NKEY) {
+            return Auth::NKey(Secret::new(s));
+        }
+        if let Some(p) = get(ENV_CREDS) {
+            return Auth::CredsFile(PathBuf::from(p));
+        }
+        if let Some(p) = get(ENV_PASSWORD) {
+            let user = get(ENV_USER).or(match &fallback {
+                Auth::UserPassword { user, .. } => Some(user.clone()),
+                _ => None,
+            });
+            if let Some(user) = user {
+                return Auth::UserPassword {
+                    user,
+                    password: Secret::new(p),
+                };
+            }
+        }
+        fallback
+    }
+
+    /// A short name of the method, safe to log.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Token(_) => "token",
+            Auth::UserPassword { .. } => "user_password",
+            Auth::NKey(_) => "nkey",
+            Auth::CredsFile(_) => "creds_file",
+        }
+    }
+}
+
+/// TLS options, passed through to `async_nats::ConnectOptions`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Refuse to connect without TLS.
+    pub require_tls: bool,
+    /// Start TLS before the server's INFO (servers configured with `handshake_first`).
+    pub tls_first: bool,
+    /// PEM file of root certificates to trust (in addition to the system roots).
+    pub root_ca: Option<PathBuf>,
+    /// PEM client certificate (mutual TLS); needs `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+}
+
+/// Where a JetStream stream keeps its messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// On disk (survives a server restart).
+    #[default]
+    File,
+    /// In memory.
+    Memory,
+}
+
+/// JetStream mode settings.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JetStreamConfig {
+    /// Stream name (created if missing, verified if present).
+    pub stream: String,
+    /// Subjects the stream captures; empty means `<prefix>.>`.
+    pub subjects: Vec<String>,
+    /// Durable consumer name (one per importing bridge instance role).
+    pub durable: String,
+    /// Most publishes awaiting their ack at once.
+    pub max_in_flight: usize,
+    /// How long the server waits for the consumer's ack before redelivering.
+    #[serde(deserialize_with = "de_duration")]
+    pub ack_wait: Duration,
+    /// Most deliveries of one message (`-1`: unlimited).
+    pub max_deliver: i64,
+    /// Server-side duplicate window for `Nats-Msg-Id`.
+    #[serde(deserialize_with = "de_duration")]
+    pub duplicate_window: Duration,
+    /// How long the exporter waits for one publish ack before publishing again (same id).
+    #[serde(deserialize_with = "de_duration")]
+    pub publish_timeout: Duration,
+    /// Stream storage.
+    pub storage: Storage,
+    /// Messages per pull request.
+    pub pull_batch: usize,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        JetStreamConfig {
+            stream: "SWITCHYARD".into(),
+            subjects: Vec::new(),
+            durable: "switchyard".into(),
+            max_in_flight: 256,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            duplicate_window: Duration::from_secs(120),
+            publish_timeout: Duration::from_secs(5),
+            storage: Storage::File,
+            pull_batch: 256,
+        }
+    }
+}
+
+/// Delivery mode.
+///
+/// In TOML: `mode = "core"` or `[mode.jetstream]` with [`JetStreamConfig`] fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Core NATS: fast, at-most-once.
+    #[default]
+    Core,
+    /// JetStream: durable, at-least-once on the wire, exactly-once into the local bus
+    /// (duplicates removed by message id).
+    #[serde(rename = "jetstream")]
+    JetStream(JetStreamConfig),
+}
+
+/// Bridge configuration. Its `Debug` redacts secrets, including credentials in the URL.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Server URL(s), comma separated, e.g. `nats://127.0.0.1:4222`. Credentials in
+    /// the URL work but are better put in [`BridgeConfig::auth`]; they are never printed.
+    pub url: String,
+    /// Subject prefix: local topic `a.b` travels on subject `<prefix>.a.b`. May be empty.
+    pub subject_prefix: String,
+    /// This node's name, e.g. `feed-1`. The wire origin is `<origin>@<boot id>`.
+    pub origin: String,
+    /// Core or JetStream.
+    pub mode: Mode,
+    /// Credentials.
+    pub auth: Auth,
+    /// TLS.
+    pub tls: TlsConfig,
+    /// Exported events buffered (serialized, not yet sent or not yet acked) before the
+    /// export subscriptions' overflow policies apply.
+    pub buffer: usize,
+    /// Message ids remembered by the importer for duplicate removal.
+    pub dedup_capacity: usize,
+    /// Connection name shown by the server (`None`: `switchyard-<origin>`).
+    pub connection_name: Option<String>,
+    /// How long [`crate::Bridge::shutdown`] waits for in-flight work.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+    /// Most delay between reconnect attempts (attempts back off from 10 ms up to this).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_reconnect_delay: Duration,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            subject_prefix: "sy".into(),
+            origin: "switchyard".into(),
+            mode: Mode::Core,
+            auth: Auth::None,
+            tls: TlsConfig::default(),
+            buffer: 8192,
+            dedup_capacity: 200_000,
+            connection_name: None,
+            shutdown_timeout: Duration::from_secs(5),
+            max_reconnect_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl fmt::Debug for BridgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BridgeConfig")
+            .field("url", &self.redacted_url())
+            .field("subject_prefix", &self.subject_prefix)
+            .field("origin", &self.origin)
+            .field("mode", &self.mode)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("buffer", &self.buffer)
+            .field("dedup_capacity", &self.dedup_capacity)
+            .field("connection_name", &self.connection_name)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_reconnect_delay", &self.max_reconnect_delay)
+            .finish()
+    }
+}
+
+impl BridgeConfig {
+    /// A core-mode config for `url` with the other settings at their defaults.
+    pub fn core(url: impl Into<String>) -> Self {
+        BridgeConfig {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A JetStream-mode config for `url` with default stream settings.
+    pub fn jetstream(url: impl Into<String>) -> Self {
+        BridgeConfig {
+            url: url.into(),
+            mode: Mode::JetStream(JetStreamConfig::default()),
+            ..Default::default()
+        }
+    }
+
+    /// Replace the credentials with those in the environment, if any
+    /// (see [`Auth::from_env_or`]).
+    pub fn with_env_auth(mut self) -> Self {
+        self.auth = Auth::from_env_or(std::mem::take(&mut self.auth));
+        self
+    }
+
+    /// The subject for local topic (or pattern) `topic`.
+    pub fn subject_for(&self, topic: &str) -> String {
+        if self.subject_prefix.is_empty() {
+            topic.to_owned()
+        } else {
+            format!("{}.{}", self.subject_prefix, topic)
+        }
+    }
+
+    /// The URL with any `user:password@` removed: safe to log.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `url` with any userinfo (`user:pass@`, `token@`) replaced by `[redacted]@`, for each
+/// comma-separated server.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| {
+            let u = u.trim();
+            let (scheme, rest) = match u.find("://") {
+                Some(i) => (&u[..i + 3], &u[i + 3..]),
+                None => ("", u),
+            };
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}[redacted]@{}", &rest[at + 1..]),
+                None => u.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parse `"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit.trim() {
+        "" | "ms" => Duration::from_millis(n),
+        "us" => Duration::from_micros(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return None,
+    })
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Millis(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+        Raw::Text(s) => parse_duration(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} (use e.g. \"250ms\", \"5s\", \"2m\")"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = BridgeConfig {
+            url: "nats://alice:hunter2@localhost:4222".into(),
+            auth: Auth::UserPassword {
+                user: "alice".into(),
+                password: Secret::new("hunter2"),
+            },
+            ..Default::default()
+        };
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("[redacted]"));
+        assert_eq!(c.redacted_url(), "nats://[redacted]@localhost:4222");
+        let a = Auth::Token(Secret::new("s3cr3t"));
+        assert!(!format!("{a:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn env_lookup_overrides() {
+        let fb = Auth::UserPassword {
+            user: "u".into(),
+            password: Secret::new("old"),
+        };
+        let a = Auth::from_lookup_or(fb.clone(), |k| {
+            (k == ENV_PASSWORD).then(|| "new".to_string())
+        });
+        assert_eq!(
+            a,
+            Auth::UserPassword {
+                user: "u".into(),
+                password: Secret::new("new")
+            }
+        );
+        let a = Auth::from_lookup_or(fb.clone(), |k| (k == ENV_TOKEN).then(|| "t".into()));
+        assert_eq!(a, Auth::Token(Secret::new("t")));
+        assert_eq!(Auth::from_lookup_or(fb.clone(), |_| None), fb);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("40"), Some(Duration::from_millis(40)));
+        assert_eq!(parse_duration("5x"), None);
+    }
+}
