@@ -90,12 +90,8 @@ pub struct NatsSection {
     pub durable: String,
     /// Unacknowledged JetStream publishes in flight.
     pub max_in_flight: usize,
-    /// Environment variable holding a token.
-    pub token_env: String,
-    /// User name (the password comes from `password_env`).
+    /// User name (the password comes from `SWITCHYARD_NATS_PASSWORD`).
     pub user: String,
-    /// Environment variable holding the password.
-    pub password_env: String,
     /// A `.creds` file.
     pub creds_file: String,
     /// Require TLS.
@@ -121,17 +117,7 @@ impl std::fmt::Debug for NatsSection {
     }
 }
 
-/// `nats://user:secret@host:4222` → `nats://***@host:4222`.
-pub fn redact_url(url: &str) -> String {
-    url.split(',')
-        .map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}***{}", &u[..s + 3], &u[at..]),
-            (None, Some(at)) => format!("***{}", &u[at..]),
-            _ => u.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
+use switchyard_nats::config::redact_url;
 
 /// Which part of the pipeline this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

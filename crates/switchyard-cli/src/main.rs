@@ -4,9 +4,11 @@ mod bench;
 mod client;
 mod config;
 mod http;
+mod journal;
 mod ops;
 mod prometheus;
 mod run;
+mod scale;
 
 use clap::{Parser, Subcommand};
 
@@ -123,6 +125,38 @@ impl RunArgs {
 enum Command {
     /// Run the paper-trading pipeline (simulator by default; Ctrl-C stops it).
     Run(RunArgs),
+    /// Run the trading pipeline again from a journal's market data, and compare its
+    /// orders, rejections and executions with those the journal recorded.
+    Replay {
+        /// The journal directory (a run's `journal/<time>-<pid>`).
+        #[arg(value_name = "JOURNAL")]
+        path: std::path::PathBuf,
+        /// Only records with an envelope sequence number at or after this.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Only records with an envelope sequence number at or before this.
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Record the replay into this journal directory.
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
+        /// Exit with status 1 when the replay's decisions differ from the journal's.
+        #[arg(long)]
+        expect_parity: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration of the strategy, risk guard and exchange, as for `run`; `--speed`
+        /// paces the replay (`max`, `realtime` for the recorded pace, or `Nx`).
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Inspect or verify a journal.
+    Journal {
+        /// What to do.
+        #[command(subcommand)]
+        what: JournalWhat,
+    },
     /// Print the effective configuration (defaults, file, environment, flags).
     Config(RunArgs),
     /// Trigger the kill switch of a running `switchyard run` over its operations API.
@@ -162,6 +196,26 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum JournalWhat {
+    /// Segments, record counts by topic and kind, time range.
+    Inspect {
+        /// The journal directory.
+        path: std::path::PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every frame's checksum and sequence; say where the first bad one is.
+    Verify {
+        /// The journal directory.
+        path: std::path::PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BenchWhat {
     /// Event bus throughput and latency against raw tokio mpsc.
     Bus {
@@ -180,6 +234,22 @@ enum BenchWhat {
         /// Queued events ahead of the kill event.
         #[arg(long, default_value_t = 100_000)]
         backlog: u64,
+    },
+    /// Journal append under group commit and under fsync per event, and replay.
+    Journal {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Events per group-commit and replay run.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        /// Events for the fsync-per-event run.
+        #[arg(long, default_value_t = 2_000)]
+        fsync_events: u64,
+        /// Directory for the journal files (on the disk to measure); default: a
+        /// temporary directory.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
     /// The whole pipeline on the real BTCUSDT files, repeated to at least `events`.
     Pipeline {
@@ -240,6 +310,59 @@ fn main() -> anyhow::Result<()> {
             }
             code
         }
+        Command::Replay {
+            path,
+            from_seq,
+            to_seq,
+            record,
+            expect_parity,
+            json,
+            args,
+        } => {
+            let cfg = args.load()?;
+            let opts = journal::ReplayOptions {
+                path,
+                speed: cfg.speed()?,
+                seq: (from_seq, to_seq),
+                journal: record,
+            };
+            let (summary, code) = rt.block_on(journal::replay(cfg, opts))?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{summary}");
+            }
+            if expect_parity && !summary.parity.identical {
+                1
+            } else {
+                code
+            }
+        }
+        Command::Journal { what } => match what {
+            JournalWhat::Inspect { path, json } => {
+                let i = switchyard_journal::inspect(&path)
+                    .map_err(|e| anyhow::anyhow!("journal {}: {e}", path.display()))?;
+                if json {
+                    println!("{}", serde_json::to_string(&i)?);
+                } else {
+                    print!("{i}");
+                }
+                0
+            }
+            JournalWhat::Verify { path, json } => {
+                let r = switchyard_journal::verify(&path)
+                    .map_err(|e| anyhow::anyhow!("journal {}: {e}", path.display()))?;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else if r.ok() {
+                    print!("{r}");
+                } else {
+                    // Damage goes to stderr, with the segment and offset of each problem.
+                    eprint!("{r}");
+                }
+                if r.ok() { 0 } else { 1 }
+            }
+        },
         Command::Config(args) => {
             print!("{}", args.load()?.to_toml());
             0
@@ -301,6 +424,15 @@ fn main() -> anyhow::Result<()> {
                 }
                 BenchWhat::Pipeline { json, events } => {
                     let results = rt.block_on(bench::pipeline::run(events))?;
+                    bench::print_results(json, &results);
+                }
+                BenchWhat::Journal {
+                    json,
+                    events,
+                    fsync_events,
+                    dir,
+                } => {
+                    let results = bench::journal::run(events, fsync_events, dir.as_deref())?;
                     bench::print_results(json, &results);
                 }
             }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use switchyard::lifecycle::Health;
+
 use crate::http::{OpsProvider, OpsState};
 use crate::prometheus::{MetricType, MetricsWriter};
 use crate::run::Pipeline;
@@ -11,15 +13,43 @@ use crate::run::Pipeline;
 struct Provider(Pipeline);
 
 impl OpsProvider for Provider {
+    fn degraded(&self) -> Vec<String> {
+        match self.0.bridge.as_ref().map(|b| b.health()) {
+            Some(Health::Degraded(why) | Health::Unhealthy(why)) => vec![why],
+            _ => Vec::new(),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let v = self.0.view();
+        let mut components = vec![
+            serde_json::json!({"name": "feed", "state": if self.0.ready.load(Ordering::Acquire) { "running" } else { "stopped" },
+             "published": self.0.feed_stats.published.load(Ordering::Relaxed),
+             "skipped": self.0.feed_stats.skipped.load(Ordering::Relaxed)}),
+            serde_json::json!({"name": "trading-engine", "state": if self.0.bus.is_closed() { "stopped" } else { "running" }}),
+        ];
+        if let Some(j) = &self.0.journal {
+            components.push(serde_json::json!({
+                "name": "journal",
+                "dir": j.config().dir,
+                "stats": j.stats(),
+            }));
+        }
+        if let Some(b) = &self.0.bridge {
+            let (health, detail) = match b.health() {
+                Health::Healthy => ("healthy", None),
+                Health::Degraded(d) => ("degraded", Some(d)),
+                Health::Unhealthy(d) => ("unhealthy", Some(d)),
+            };
+            components.push(serde_json::json!({
+                "name": "nats-bridge",
+                "health": health,
+                "detail": detail,
+                "stats": b.stats(),
+            }));
+        }
         serde_json::json!({
-            "components": [
-                {"name": "feed", "state": if self.0.ready.load(Ordering::Acquire) { "running" } else { "stopped" },
-                 "published": self.0.feed_stats.published.load(Ordering::Relaxed),
-                 "skipped": self.0.feed_stats.skipped.load(Ordering::Relaxed)},
-                {"name": "trading-engine", "state": if self.0.bus.is_closed() { "stopped" } else { "running" }},
-            ],
+            "components": components,
             "engine": v,
         })
     }
@@ -51,6 +81,46 @@ impl OpsProvider for Provider {
             v.stats.orders_sent,
         );
         w.counter("switchyard_fills_total", "Fills.", v.stats.fills);
+        if let Some(b) = &self.0.bridge {
+            let n = b.stats();
+            w.gauge(
+                "switchyard_nats_connected",
+                "1 while the NATS bridge is connected.",
+                n.connected,
+            );
+            w.counter(
+                "switchyard_nats_published_total",
+                "Events the bridge exported to NATS.",
+                n.published,
+            );
+            w.counter(
+                "switchyard_nats_received_total",
+                "Events the bridge imported from NATS into the bus.",
+                n.received,
+            );
+            w.counter(
+                "switchyard_nats_duplicates_dropped_total",
+                "Incoming NATS messages dropped as duplicates.",
+                n.duplicates_dropped,
+            );
+            w.counter(
+                "switchyard_nats_reconnects_total",
+                "Times the NATS connection came back after a loss.",
+                n.reconnects,
+            );
+            w.gauge(
+                "switchyard_nats_buffered",
+                "Exported events not yet sent or acknowledged.",
+                n.buffered,
+            );
+        }
+        if let Some(j) = &self.0.journal {
+            w.gauge(
+                "switchyard_journal_durable_index",
+                "Highest journal record index known to be on disk.",
+                j.durable(),
+            );
+        }
         {
             let mut f = w.family(
                 "switchyard_order_rejections_total",

@@ -14,7 +14,7 @@ use switchyard::breaker::Breaker;
 use switchyard::bus::{BusShutdownReport, BusSnapshot, Overflow, Subscription};
 use switchyard::control::ControlEvent;
 use switchyard::kill_switch::{KillPolicy, KillSwitch, OperatorSecret};
-use switchyard::{Bus, Timestamp};
+use switchyard::{Bus, Timestamp, Topic};
 use switchyard_trading::engine::{EngineCore, EngineHandler, EngineView};
 use switchyard_trading::exchange::{ExchangeConfig, PaperExchange};
 use switchyard_trading::feed::{
@@ -23,9 +23,10 @@ use switchyard_trading::feed::{
 use switchyard_trading::model::{Instrument, InstrumentId, MarketEvent};
 use switchyard_trading::risk::RiskGuard;
 use switchyard_trading::strategy::{CrossoverConfig, MovingAverageCrossover};
+use switchyard_trading::wire::{self, FeedEnd};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// How the run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -65,6 +66,10 @@ pub struct Pipeline {
     pub feed_stats: Arc<FeedStats>,
     /// True while the feed runs and the engine is subscribed.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The run's journal, if any.
+    pub journal: Option<switchyard_journal::Journal>,
+    /// The NATS bridge, if any.
+    pub bridge: Option<switchyard_nats::Bridge>,
 }
 
 impl Pipeline {
@@ -93,6 +98,10 @@ pub struct Summary {
     pub shutdown: BusShutdownReport,
     /// Error, if the feed failed.
     pub error: Option<String>,
+    /// The run's journal.
+    pub journal: Option<crate::journal::JournalSummary>,
+    /// The NATS bridge's counters at the end.
+    pub nats: Option<switchyard_nats::BridgeStats>,
 }
 
 fn secret(cfg: &Config) -> anyhow::Result<Option<OperatorSecret>> {
@@ -228,6 +237,8 @@ pub fn build(cfg: &Config, bus: Bus) -> anyhow::Result<(Pipeline, Subscription)>
             engine,
             feed_stats: Arc::new(FeedStats::default()),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            journal: None,
+            bridge: None,
         },
         sub,
     ))
@@ -255,20 +266,52 @@ pub async fn signal() -> &'static str {
 /// Run until the data ends, the duration passes, or a signal arrives.
 pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
     let started = Instant::now();
+    let role = cfg.role()?;
     let bus = Bus::new();
-    let (pipeline, _engine_sub) = build(&cfg, bus.clone())?;
+    let (mut pipeline, engine_sub) = build(&cfg, bus.clone())?;
+    if role == Role::Feed {
+        // Market data goes out over NATS; the strategy runs elsewhere.
+        engine_sub.unsubscribe();
+    }
+    let remote = match role {
+        Role::Strategy => Some(crate::scale::RemoteFeed::new(
+            &bus,
+            Arc::clone(&pipeline.feed_stats),
+        )?),
+        _ => None,
+    };
+    let journal = if cfg.journal.enabled {
+        let dir = crate::journal::run_dir(&cfg.journal.dir);
+        if !out.quiet {
+            eprintln!("journal: {}", dir.display());
+        }
+        Some(crate::journal::start(&cfg, &bus, dir)?)
+    } else {
+        None
+    };
+    pipeline.journal = journal.as_ref().map(|j| j.journal.clone());
+    let bridge = crate::scale::start(&cfg, role, &bus).await?;
+    pipeline.bridge = bridge.clone();
     let http = match cfg.http_addr()? {
         Some(addr) => Some(crate::ops::start(addr, &pipeline).await?),
         None => None,
     };
     let cancel = CancellationToken::new();
-    let source = feed_source(&cfg)?;
-    let feed = tokio::spawn(run_feed(
-        bus.clone(),
-        source,
-        cancel.clone(),
-        Arc::clone(&pipeline.feed_stats),
-    ));
+    let feed = match remote {
+        Some(mut remote) => tokio::spawn(async move {
+            let end = remote.finished().await;
+            Ok(FeedSummary {
+                published: end.published,
+                ..FeedSummary::default()
+            })
+        }),
+        None => tokio::spawn(run_feed(
+            bus.clone(),
+            feed_source(&cfg)?,
+            cancel.clone(),
+            Arc::clone(&pipeline.feed_stats),
+        )),
+    };
     pipeline.ready.store(true, Ordering::Release);
     let status = (!out.quiet && cfg.run.status_interval_secs > 0).then(|| {
         tokio::spawn(status_lines(
@@ -318,6 +361,18 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
         ),
     };
     pipeline.ready.store(false, Ordering::Release);
+    if role == Role::Feed {
+        // Tell the strategy side how many events to expect, then wait until NATS has
+        // them all (JetStream: acknowledged).
+        let end = FeedEnd {
+            origin: cfg.nats.origin.clone(),
+            published: pipeline.feed_stats.published.load(Ordering::Relaxed),
+        };
+        let topic = Topic::new(wire::FEED_END_TOPIC).expect("valid topic");
+        if bus.publish(topic, end).await.is_err() {
+            tracing::warn!("could not publish the end-of-feed marker");
+        }
+    }
     bus.publish_control(ControlEvent::Shutdown {
         reason: format!("{stop:?}"),
     });
@@ -327,6 +382,22 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
     if let Some(s) = status {
         s.abort();
     }
+    // The bus has drained into the bridge's exporters: wait for their acks, then stop.
+    let nats = match bridge {
+        Some(b) => {
+            let report = b.shutdown().await;
+            if report.unflushed > 0 {
+                tracing::warn!(
+                    unflushed = report.unflushed,
+                    "NATS bridge stopped with exported events not acknowledged"
+                );
+            }
+            Some(report.stats)
+        }
+        None => None,
+    };
+    // Everything the bus delivered is in the journal's buffer: write and fsync it.
+    let journal = journal.map(crate::journal::RunJournal::close).transpose()?;
     if let Some(h) = http {
         h.stop().await;
     }
@@ -339,6 +410,8 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
         bus: bus.snapshot(),
         shutdown,
         error,
+        journal,
+        nats,
     };
     let code = if summary.error.is_some() { 1 } else { 0 };
     Ok((summary, code))
@@ -470,6 +543,29 @@ impl std::fmt::Display for Summary {
             .map(|s| s.dropped.total())
             .sum();
         writeln!(f, "drops: {drops}")?;
+        if let Some(n) = &self.nats {
+            writeln!(
+                f,
+                "nats: published {} (acked {}, retried {})  received {}  duplicates dropped {}  redelivered {}  reconnects {}",
+                n.published,
+                n.publish_acked,
+                n.publish_retries,
+                n.received,
+                n.duplicates_dropped,
+                n.redelivered,
+                n.reconnects
+            )?;
+        }
+        if let Some(j) = &self.journal {
+            writeln!(
+                f,
+                "journal: {} ({} records, durable through #{}); replay it with `switchyard replay {}`",
+                j.dir.display(),
+                j.records,
+                j.durable,
+                j.dir.display()
+            )?;
+        }
         write!(f, "{}", self.shutdown)
     }
 }

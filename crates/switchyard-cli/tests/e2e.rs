@@ -5,33 +5,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-fn testdata(name: &str) -> String {
-    format!("{}/../../testdata/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn btc_feed() -> String {
-    format!(
-        "replay:{},{}",
-        testdata("tardis_binance-futures_BTCUSDT_trades.csv"),
-        testdata("tardis_binance-futures_BTCUSDT_quotes.csv")
-    )
-}
-
-fn switchyard(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("SWITCHYARD_OPERATOR_SECRET")
-        .output()
-        .expect("run switchyard")
-}
-
-fn summary_json(out: &std::process::Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary JSON: {e}\n{stdout}"))
-}
+mod common;
+use common::*;
 
 #[test]
 fn replay_at_max_speed_is_deterministic() {
@@ -135,7 +110,7 @@ fn malformed_data_lines_are_reported_with_file_and_line() {
     );
     assert!(stdout.contains(&format!("{path}:51")), "{stdout}");
     // fail: a clear error naming file and line
-    let out = Command::new(BIN)
+    let out = cmd()
         .args([
             "--quiet",
             "run",
@@ -167,7 +142,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn kill_switch_over_http_stops_all_further_orders() {
-    let mut child = Command::new(BIN)
+    let mut child = cmd()
         .args(["run", "--http", "127.0.0.1:0", "--duration", "60s"])
         .env("SWITCHYARD__SIM__RATE", "20000")
         .env("SWITCHYARD__STRATEGY__FAST", "3")
@@ -199,7 +174,7 @@ fn kill_switch_over_http_stops_all_further_orders() {
         assert!(Instant::now() < deadline, "no orders flowed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = Command::new(BIN)
+    let out = cmd()
         .args(["kill", "--addr", &addr, "--reason", "e2e test"])
         .output()
         .unwrap();
@@ -227,7 +202,7 @@ fn kill_switch_over_http_stops_all_further_orders() {
         "{status}"
     );
     // Reset without a secret configured is refused (401/503) and audited.
-    let out = Command::new(BIN)
+    let out = cmd()
         .args(["reset", "--addr", &addr])
         .env("SWITCHYARD_OPERATOR_SECRET", "guess")
         .output()

@@ -635,6 +635,65 @@ async fn shutdown_refuses_late_publishers_and_drains_everything() {
     );
 }
 
+/// What handlers publish while the queues drain (an order on the last tick, the fill of
+/// that order) is delivered too: shutdown closes the queues only once nothing is queued
+/// and no handler runs. A chain a → b → c with a backlog on `a` at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_what_handlers_publish_while_draining() {
+    let bus = Bus::new();
+    let gate = Arc::new(Semaphore::new(0));
+    for (from, to) in [("a", "b"), ("b", "c")] {
+        let b = bus.clone();
+        let gate = gate.clone();
+        let is_a = from == "a";
+        bus.subscription::<u64>(from)
+            .unwrap()
+            .capacity(4)
+            .subscribe(handler_fn(move |ev: &Envelope<u64>| {
+                let (b, gate, v) = (b.clone(), gate.clone(), *ev.payload());
+                async move {
+                    if is_a {
+                        // Hold `a` until shutdown has begun, so its backlog drains then.
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    b.try_publish(t(to), v).map(|_| ()).map_err(|e| e.into())
+                }
+            }))
+            .unwrap();
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    bus.subscribe::<u64, _>("c", collect(tx)).unwrap();
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            for i in 0..4u64 {
+                bus.publish(t("a"), i).await.unwrap();
+            }
+        })
+    };
+    publisher.await.unwrap();
+    let shutdown = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.shutdown(Duration::from_secs(10)).await })
+    };
+    while !bus.is_closed() {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        bus.try_publish(t("a"), 99u64),
+        Err(TryPublishError::Closed(99))
+    ));
+    gate.add_permits(4);
+    let report = shutdown.await.unwrap();
+    assert!(!report.deadline_hit);
+    let mut got = drain(&mut rx, 4).await;
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 2, 3]);
+    assert_eq!(report.undelivered(), 0);
+    let c = report.subscriptions.iter().find(|s| s.name == "c").unwrap();
+    assert_eq!((c.accepted, c.delivered, c.rejected_at_shutdown), (4, 4, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stuck_handler_cannot_hold_shutdown_past_its_deadline_and_nothing_goes_uncounted() {
     let bus = Bus::new();

@@ -2,6 +2,7 @@
 //! in the same run (this machine is shared; absolute times drift).
 
 pub mod bus;
+pub mod journal;
 pub mod kill;
 pub mod pipeline;
 

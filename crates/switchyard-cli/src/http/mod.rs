@@ -59,6 +59,11 @@ pub const DEFAULT_REQUESTER: &str = "http-api";
 
 /// What the application (the trading pipeline) adds to the API.
 pub trait OpsProvider: Send + Sync + 'static {
+    /// Why the process is degraded (e.g. a bridge disconnected from its server); empty
+    /// when all is well. Shown by `GET /healthz` and `GET /status`.
+    fn degraded(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Pipeline-specific JSON (components, positions, counters, …). An object's fields
     /// are merged at the top level of `GET /status` (the core's `bus`, `kill_switch` and
     /// `breakers` win a name clash); any other non-null value goes under `"app"`.
@@ -183,8 +188,19 @@ fn to_json(value: &impl Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal("cannot serialize", e))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// Liveness: 200 while the process serves; `"degraded"` with reasons when a part is
+/// impaired but the process should not be restarted for it (a NATS reconnect).
+async fn healthz(State(state): State<OpsState>) -> Json<Value> {
+    Json(health(&state))
+}
+
+fn health(state: &OpsState) -> Value {
+    let reasons = state.provider.degraded();
+    if reasons.is_empty() {
+        json!({ "status": "ok" })
+    } else {
+        json!({ "status": "degraded", "reasons": reasons })
+    }
 }
 
 async fn readyz(State(state): State<OpsState>) -> Response {
@@ -223,6 +239,7 @@ async fn status(State(state): State<OpsState>) -> Result<Json<Value>, ApiError> 
         }),
     );
     top.insert("breakers".to_owned(), to_json(&breakers)?);
+    top.insert("health".to_owned(), health(&state));
     Ok(Json(Value::Object(top)))
 }
 

@@ -244,15 +244,22 @@ impl fmt::Display for BusShutdownReport {
                 ""
             }
         )?;
+        let w = self
+            .subscriptions
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(28);
         writeln!(
             f,
-            "  {:<28} {:>12} {:>12} {:>10} {:>12} {:>8}",
+            "  {:<w$} {:>12} {:>12} {:>10} {:>12} {:>8}",
             "subscription", "accepted", "delivered", "dropped", "undelivered", "failed"
         )?;
         for s in &self.subscriptions {
             writeln!(
                 f,
-                "  {:<28} {:>12} {:>12} {:>10} {:>12} {:>8}",
+                "  {:<w$} {:>12} {:>12} {:>10} {:>12} {:>8}",
                 s.name, s.accepted, s.delivered, s.dropped, s.undelivered, s.failed
             )?;
         }

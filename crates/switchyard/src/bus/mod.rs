@@ -122,6 +122,7 @@ trait ErasedSub: Send + Sync {
     fn close(&self, status: Status);
     fn stop_now(&self);
     fn is_finished(&self) -> bool;
+    fn activity(&self) -> (u64, bool);
     fn done(&self) -> &tokio::sync::Notify;
     fn pattern(&self) -> Option<&Pattern>;
     fn wants_control(&self) -> bool;
@@ -142,6 +143,9 @@ impl<T: Send + Sync + 'static> ErasedSub for SubShared<T> {
     }
     fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+    fn activity(&self) -> (u64, bool) {
+        SubShared::activity(self)
     }
     fn done(&self) -> &tokio::sync::Notify {
         &self.done
@@ -403,9 +407,14 @@ impl Bus {
         }
     }
 
-    /// Stop accepting events, drain every queue until `deadline` has passed, stop the
-    /// workers, and report per subscription what was delivered, dropped and left
-    /// undelivered. Calling it again returns a fresh report.
+    /// Stop accepting events from outside, drain every queue until `deadline` has
+    /// passed, stop the workers, and report per subscription what was delivered, dropped
+    /// and left undelivered. Calling it again returns a fresh report.
+    ///
+    /// Events that handlers publish while the queues drain (the orders a strategy sends
+    /// on the last market data, the fills of those orders) are still accepted and
+    /// delivered: the bus drains until no queue holds an event and no handler is
+    /// running, then closes every queue at once.
     pub async fn shutdown(&self, deadline: Duration) -> BusShutdownReport {
         let started = tokio::time::Instant::now();
         self.inner.closed.store(true, Ordering::SeqCst);
@@ -415,16 +424,18 @@ impl Bus {
                 .map(|(_, r)| (Arc::clone(&r.sub), r.task.take()))
                 .collect()
         };
-        for (s, _) in &records {
-            s.close(Status::Draining);
-        }
         let all_done = async {
+            quiesce(&records).await;
+            for (s, _) in &records {
+                s.close(Status::Draining);
+            }
             for (s, _) in &records {
                 wait_finished(&**s).await;
             }
         };
         let deadline_hit = tokio::time::timeout(deadline, all_done).await.is_err();
         for (s, task) in records.iter() {
+            s.close(Status::Draining);
             if !s.is_finished() {
                 s.stop_now();
                 if let Some(t) = task {
@@ -551,6 +562,31 @@ impl Bus {
     }
 }
 
+/// Wait until every queue is empty, no handler is running, and nothing was accepted
+/// while checking: only handlers can publish once the bus is closed, so nothing more
+/// will come.
+async fn quiesce(records: &Records) {
+    let total = |records: &Records| -> (u64, bool) {
+        records.iter().fold((0, true), |(n, idle), (s, _)| {
+            let (a, i) = s.activity();
+            (n + a, idle && i)
+        })
+    };
+    let mut spins = 0u32;
+    loop {
+        let (before, idle) = total(records);
+        if idle && total(records) == (before, true) {
+            return;
+        }
+        spins += 1;
+        if spins < 64 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}
+
 async fn wait_finished(s: &dyn ErasedSub) {
     loop {
         let notified = s.done().notified();
@@ -579,7 +615,9 @@ async fn deliver<T: Send + Sync + 'static>(
     event: T,
     mode: Mode,
 ) -> Result<u64, PublishError<T>> {
-    if inner.closed.load(Ordering::Acquire) {
+    // Once closed, only handlers (and the framework's own non-waiting publishes) add
+    // events: the consequences of events being drained.
+    if inner.closed.load(Ordering::Acquire) && mode != Mode::Overcommit && !worker::in_handler() {
         return Err(PublishError::Closed(event));
     }
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
@@ -680,7 +718,7 @@ fn try_deliver<T: Send + Sync + 'static>(
     count: &AtomicU64,
     event: T,
 ) -> Result<u64, TryPublishError<T>> {
-    if inner.closed.load(Ordering::Acquire) {
+    if inner.closed.load(Ordering::Acquire) && !worker::in_handler() {
         return Err(TryPublishError::Closed(event));
     }
     if !worker::in_handler() {

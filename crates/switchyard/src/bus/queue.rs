@@ -220,6 +220,25 @@ impl<T> SubShared<T> {
         Push::Accepted
     }
 
+    /// Events accepted (data and control) so far, and whether the subscription is idle:
+    /// nothing queued, every accepted event handled or removed, no handler running (the
+    /// worker counts an event delivered after its handler returns). A finished worker is
+    /// idle.
+    pub fn activity(&self) -> (u64, bool) {
+        let st = self.lock();
+        let c = st.counts;
+        let queued = !st.items.is_empty() || !st.control.is_empty();
+        drop(st);
+        if self.finished.load(Ordering::Acquire) {
+            return (c.accepted + c.control_received, true);
+        }
+        let removed = c.dropped.oldest + c.dropped.conflated + c.dropped.evicted;
+        let delivered = self.delivered.load(Ordering::Acquire);
+        let handled = self.control_handled.load(Ordering::Acquire);
+        let idle = !queued && delivered + removed >= c.accepted && handled >= c.control_received;
+        (c.accepted + c.control_received, idle)
+    }
+
     /// Would a `Block` push succeed now? (`try_publish` checks before delivering.)
     pub fn has_room(&self) -> bool {
         let st = self.lock();

@@ -141,7 +141,6 @@ where
             ));
             now = end;
             delivered += 1;
-            sub.delivered.store(delivered, Ordering::Release);
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -163,6 +162,8 @@ where
                     dead_letter(&bus, &sub, env, Failure::Panic(msg));
                 }
             }
+            // After the dead letter: an idle subscription has published all it will.
+            sub.delivered.store(delivered, Ordering::Release);
             if samples.len() == SAMPLE_FLUSH {
                 flush(&sub, &mut samples);
             }

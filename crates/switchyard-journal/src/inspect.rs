@@ -1,0 +1,321 @@
+//! [`inspect`] and [`verify`]: what is in a journal, and whether every byte checks out.
+//! Both print as human-readable text (`Display`) and serialize (for `--json`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use switchyard::Timestamp;
+
+use crate::error::JournalError;
+use crate::segment::{self, SegmentSummary, TornTail};
+
+/// The contents of a journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Inspection {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Each segment, in order.
+    pub segments: Vec<SegmentSummary>,
+    /// Valid records in all segments.
+    pub records: u64,
+    /// Bytes of all segment files.
+    pub bytes: u64,
+    /// First journal index.
+    pub first_index: Option<u64>,
+    /// Last journal index.
+    pub last_index: Option<u64>,
+    /// Earliest timestamp of any record.
+    pub min_ts: Option<Timestamp>,
+    /// Latest timestamp of any record.
+    pub max_ts: Option<Timestamp>,
+    /// Records per topic.
+    pub by_topic: BTreeMap<String, u64>,
+    /// Records per kind.
+    pub by_kind: BTreeMap<String, u64>,
+    /// The torn tail of the last segment, if any (reading stops there).
+    pub torn_tail: Option<TornTail>,
+}
+
+fn bump(map: &mut HashMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// Read every segment of the journal in `dir` and summarize it. Damage that is not a
+/// torn tail is an error naming segment and offset (use [`verify`] to list every
+/// problem instead).
+pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection, JournalError> {
+    let dir = dir.as_ref();
+    let segs = segment::list_segments(dir)?;
+    if segs.is_empty() {
+        return Err(JournalError::Empty {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut by_topic = HashMap::new();
+    let mut by_kind = HashMap::new();
+    let mut min_ts: Option<Timestamp> = None;
+    let mut max_ts: Option<Timestamp> = None;
+    let mut summaries = Vec::with_capacity(segs.len());
+    let mut expected: Option<u64> = None;
+    for (i, (first, path)) in segs.iter().enumerate() {
+        if let Some(e) = expected
+            && e != *first
+        {
+            return Err(JournalError::SegmentGap {
+                path: path.clone(),
+                expected: e,
+                found: *first,
+            });
+        }
+        let s = segment::scan_file(path, *first, i + 1 == segs.len(), |r| {
+            bump(&mut by_topic, r.topic);
+            bump(&mut by_kind, r.kind);
+            min_ts = Some(min_ts.map_or(r.ts, |t| t.min(r.ts)));
+            max_ts = Some(max_ts.map_or(r.ts, |t| t.max(r.ts)));
+        })?;
+        expected = Some(s.last_index.map_or(*first, |l| l + 1));
+        summaries.push(s);
+    }
+    let records = summaries.iter().map(|s| s.records).sum();
+    Ok(Inspection {
+        dir: dir.to_path_buf(),
+        records,
+        bytes: summaries.iter().map(|s| s.bytes).sum(),
+        first_index: (records > 0).then(|| segs[0].0),
+        last_index: summaries.iter().rev().find_map(|s| s.last_index),
+        min_ts,
+        max_ts,
+        by_topic: by_topic.into_iter().collect(),
+        by_kind: by_kind.into_iter().collect(),
+        torn_tail: summaries.last().and_then(|s| s.torn_tail.clone()),
+        segments: summaries,
+    })
+}
+
+fn opt<T: fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "journal   {}", self.dir.display())?;
+        writeln!(
+            f,
+            "records   {} in {} segment(s), {} bytes",
+            self.records,
+            self.segments.len(),
+            self.bytes
+        )?;
+        writeln!(
+            f,
+            "index     {} ..= {}",
+            opt(&self.first_index),
+            opt(&self.last_index)
+        )?;
+        match (self.min_ts, self.max_ts) {
+            (Some(a), Some(b)) => writeln!(
+                f,
+                "time      {a} .. {b} ({:.3} s)",
+                b.saturating_duration_since(a).as_secs_f64()
+            )?,
+            _ => writeln!(f, "time      -")?,
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<32} {:>12} {:>12} {:>10} {:>12}  {:<30}  {:<30}",
+            "SEGMENT", "FIRST", "LAST", "RECORDS", "BYTES", "FIRST TS", "LAST TS"
+        )?;
+        for s in &self.segments {
+            writeln!(
+                f,
+                "{:<32} {:>12} {:>12} {:>10} {:>12}  {:<30}  {:<30}",
+                file_name(&s.path),
+                s.first_index,
+                opt(&s.last_index),
+                s.records,
+                s.bytes,
+                opt(&s.first_ts),
+                opt(&s.last_ts)
+            )?;
+        }
+        for (title, map) in [("TOPIC", &self.by_topic), ("KIND", &self.by_kind)] {
+            writeln!(f)?;
+            writeln!(f, "{title:<48} {:>12}", "RECORDS")?;
+            for (k, n) in map {
+                writeln!(f, "{k:<48} {n:>12}")?;
+            }
+        }
+        if let Some(t) = &self.torn_tail {
+            writeln!(f)?;
+            writeln!(f, "warning: {t}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem found by [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Byte offset in the segment, where known.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.offset {
+            Some(o) => write!(
+                f,
+                "{} at byte offset {o}: {}",
+                self.segment.display(),
+                self.reason
+            ),
+            None => write!(f, "{}: {}", self.segment.display(), self.reason),
+        }
+    }
+}
+
+/// The result of [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Segments checked.
+    pub segments: usize,
+    /// Valid records checked (every checksum verified).
+    pub records: u64,
+    /// Bytes in all segment files.
+    pub bytes: u64,
+    /// Damage: at most one per segment (the first), plus index gaps between segments.
+    pub problems: Vec<Problem>,
+    /// A torn tail of the last segment: not damage (a writer reopening the journal cuts
+    /// it off), but reported.
+    pub torn_tail: Option<TornTail>,
+}
+
+impl VerifyReport {
+    /// True when no problem was found (a torn tail is not a problem).
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} ({} records in {} segment(s), {} bytes)",
+            self.dir.display(),
+            if self.ok() { "OK" } else { "CORRUPT" },
+            self.records,
+            self.segments,
+            self.bytes
+        )?;
+        for p in &self.problems {
+            writeln!(f, "error: {p}")?;
+        }
+        if let Some(t) = &self.torn_tail {
+            writeln!(
+                f,
+                "warning: {t} (cut off when the journal is next opened for writing)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn problem(e: JournalError, path: &Path) -> Problem {
+    match e {
+        JournalError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => Problem {
+            segment: path,
+            offset: Some(offset),
+            reason: reason.to_string(),
+        },
+        JournalError::BadHeader { path, reason } => Problem {
+            segment: path,
+            offset: Some(0),
+            reason: format!("bad header: {reason}"),
+        },
+        other => Problem {
+            segment: path.to_path_buf(),
+            offset: None,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Verify every checksum of every segment in `dir`, the headers, and that indexes run
+/// on without gaps. Reports each problem with segment, offset and reason; fails only if
+/// the directory cannot be listed or holds no segment.
+pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
+    let dir = dir.as_ref();
+    let segs = segment::list_segments(dir)?;
+    if segs.is_empty() {
+        return Err(JournalError::Empty {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut report = VerifyReport {
+        dir: dir.to_path_buf(),
+        segments: segs.len(),
+        records: 0,
+        bytes: 0,
+        problems: Vec::new(),
+        torn_tail: None,
+    };
+    let mut expected: Option<u64> = None;
+    for (i, (first, path)) in segs.iter().enumerate() {
+        if let Some(e) = expected
+            && e != *first
+        {
+            report.problems.push(problem(
+                JournalError::SegmentGap {
+                    path: path.clone(),
+                    expected: e,
+                    found: *first,
+                },
+                path,
+            ));
+        }
+        if let Ok(m) = std::fs::metadata(path) {
+            report.bytes += m.len();
+        }
+        let mut n = 0u64;
+        match segment::scan_file(path, *first, i + 1 == segs.len(), |_| n += 1) {
+            Ok(s) => {
+                expected = Some(s.last_index.map_or(*first, |l| l + 1));
+                if s.torn_tail.is_some() {
+                    report.torn_tail = s.torn_tail;
+                }
+            }
+            Err(e) => {
+                expected = None;
+                report.problems.push(problem(e, path));
+            }
+        }
+        report.records += n;
+    }
+    Ok(report)
+}

@@ -1,0 +1,457 @@
+//! Segment files: naming, listing, and the scanner that reads frames from one segment
+//! in large chunks, decoding them in place, and applies the tail rule.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use switchyard::Timestamp;
+
+use crate::codec::{
+    self, Corruption, FrameError, FrameMeta, HEADER_LEN, HeaderError, MIN_FRAME_LEN, Record,
+};
+use crate::error::JournalError;
+
+/// File name extension of segment files.
+pub const SEGMENT_EXT: &str = "sy-journal";
+
+/// Bytes the scanner reads at a time.
+const CHUNK: usize = 1 << 20;
+
+/// The file name of the segment whose first record has index `first_index`:
+/// 20 zero-padded digits, so that names sort like indexes.
+pub fn segment_file_name(first_index: u64) -> String {
+    format!("{first_index:020}.{SEGMENT_EXT}")
+}
+
+/// The first index encoded in a segment file name, if `name` is one (indexes start at 1).
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(SEGMENT_EXT)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok().filter(|&i| i > 0)
+}
+
+/// The segment files in `dir`, ordered by first index. Other files are ignored.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let rd = std::fs::read_dir(dir).map_err(JournalError::io("listing", dir))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(JournalError::io("listing", dir))?;
+        if let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) {
+            out.push((first, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A torn or corrupt tail at the end of the last segment: the bytes from `offset` to the
+/// end of the file do not hold one whole valid frame. See the crate docs for the rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TornTail {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Offset of the first byte that is not part of a valid frame.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the file.
+    pub bytes: u64,
+    /// Why the bytes at `offset` are not a valid frame.
+    pub reason: String,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "torn tail in {} at byte offset {}: {} bytes ({})",
+            self.segment.display(),
+            self.offset,
+            self.bytes,
+            self.reason
+        )
+    }
+}
+
+/// What the scanner found next.
+pub(crate) enum Step {
+    /// A valid frame at `pos` in the scanner's buffer, `offset` in the file.
+    Frame {
+        meta: FrameMeta,
+        pos: usize,
+        offset: u64,
+    },
+    /// The end of the segment.
+    End,
+    /// A torn tail (last segment only); nothing follows.
+    Tail(TornTail),
+}
+
+/// Reads the frames of one segment.
+pub(crate) struct Scanner<R> {
+    src: R,
+    path: PathBuf,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[0]`.
+    buf_off: u64,
+    eof: bool,
+    done: bool,
+    last: bool,
+    first_index: u64,
+    next_index: u64,
+}
+
+/// The result of opening a segment.
+pub(crate) enum Opened<R> {
+    /// Header valid; frames follow.
+    Ready(Scanner<R>),
+    /// The last segment's header is cut short (a crash while creating it).
+    TornHeader(TornTail),
+}
+
+impl Scanner<File> {
+    /// Open a segment file. `last` selects the tail rule (only the last segment may have
+    /// a torn tail).
+    pub fn open(path: &Path, name_index: u64, last: bool) -> Result<Opened<File>, JournalError> {
+        let file = File::open(path).map_err(JournalError::io("opening", path))?;
+        Scanner::start(file, path.to_path_buf(), Some(name_index), last)
+    }
+}
+
+impl<R: Read> Scanner<R> {
+    pub fn start(
+        mut src: R,
+        path: PathBuf,
+        name_index: Option<u64>,
+        last: bool,
+    ) -> Result<Opened<R>, JournalError> {
+        let mut h = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match src.read(&mut h[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(JournalError::io("reading", path)(e)),
+            }
+        }
+        if got < HEADER_LEN && last {
+            return Ok(Opened::TornHeader(TornTail {
+                segment: path,
+                offset: 0,
+                bytes: got as u64,
+                reason: HeaderError::Short { len: got }.to_string(),
+            }));
+        }
+        let header = codec::decode_header(&h[..got]).map_err(|reason| JournalError::BadHeader {
+            path: path.clone(),
+            reason,
+        })?;
+        if let Some(name) = name_index
+            && name != header.first_index
+        {
+            return Err(JournalError::BadHeader {
+                path,
+                reason: HeaderError::NameMismatch {
+                    header: header.first_index,
+                    name,
+                },
+            });
+        }
+        Ok(Opened::Ready(Scanner {
+            src,
+            path,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            buf_off: HEADER_LEN as u64,
+            eof: false,
+            done: false,
+            last,
+            first_index: header.first_index,
+            next_index: header.first_index,
+        }))
+    }
+
+    /// The segment's first index (from its header).
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// The index the next frame must have.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// The record of a frame returned by [`Scanner::next`].
+    #[inline]
+    pub fn record(&self, meta: &FrameMeta, pos: usize) -> Record<'_> {
+        meta.record(&self.buf[pos..])
+    }
+
+    /// The topic of a frame returned by [`Scanner::next`].
+    #[inline]
+    pub fn topic(&self, meta: &FrameMeta, pos: usize) -> &str {
+        meta.topic(&self.buf[pos..])
+    }
+
+    /// The next frame, the end, or the torn tail.
+    pub fn next(&mut self) -> Result<Step, JournalError> {
+        loop {
+            if self.done {
+                return Ok(Step::End);
+            }
+            let avail = &self.buf[self.start..self.end];
+            if avail.is_empty() && self.eof {
+                self.done = true;
+                return Ok(Step::End);
+            }
+            match codec::check_frame(avail) {
+                Ok(meta) => {
+                    let pos = self.start;
+                    let offset = self.buf_off + pos as u64;
+                    if meta.index != self.next_index {
+                        self.done = true;
+                        return Err(JournalError::Corrupt {
+                            path: self.path.clone(),
+                            offset,
+                            reason: Corruption::IndexGap {
+                                expected: self.next_index,
+                                found: meta.index,
+                            },
+                        });
+                    }
+                    self.start += meta.len;
+                    self.next_index += 1;
+                    return Ok(Step::Frame { meta, pos, offset });
+                }
+                Err(FrameError::Incomplete { needed, .. }) if !self.eof => self.fill(needed)?,
+                Err(e) => return self.bad(e.into()),
+            }
+        }
+    }
+
+    /// Make `needed` bytes available from `start`, or reach the end of the file.
+    fn fill(&mut self, needed: usize) -> Result<(), JournalError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.buf_off += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let want = needed.max(CHUNK);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        while self.end < needed {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.done = true;
+                    return Err(JournalError::io("reading", &self.path)(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame that is not valid at `start`: an error, or (last segment, nothing valid
+    /// after it) a torn tail.
+    fn bad(&mut self, cause: Corruption) -> Result<Step, JournalError> {
+        self.done = true;
+        let offset = self.buf_off + self.start as u64;
+        if !self.last {
+            return Err(JournalError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                reason: cause,
+            });
+        }
+        let mut rest = self.buf[self.start..self.end].to_vec();
+        if !self.eof {
+            self.src
+                .read_to_end(&mut rest)
+                .map_err(JournalError::io("reading", &self.path))?;
+        }
+        if let Some(q) = find_valid_frame(&rest, 1, self.next_index) {
+            return Err(JournalError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                reason: Corruption::FollowedByValid {
+                    cause: Box::new(cause),
+                    next_valid: offset + q as u64,
+                },
+            });
+        }
+        Ok(Step::Tail(TornTail {
+            segment: self.path.clone(),
+            offset,
+            bytes: rest.len() as u64,
+            reason: cause.to_string(),
+        }))
+    }
+}
+
+/// The first position at or after `from` in `data` where a valid frame starts whose index
+/// could follow `next_index` (from `next_index` up to as many frames as fit). Cheap checks
+/// (length, index) come before the checksum, so scanning garbage stays linear in practice.
+pub(crate) fn find_valid_frame(data: &[u8], from: usize, next_index: u64) -> Option<usize> {
+    let hi = next_index.saturating_add((data.len() / MIN_FRAME_LEN) as u64 + 1);
+    (from..data.len().saturating_sub(MIN_FRAME_LEN - 1)).find(|&q| {
+        let b = &data[q..];
+        match codec::announced_len(b) {
+            Some(len) if len <= b.len() => {
+                let idx = codec::index_of(b);
+                idx >= next_index && idx <= hi && codec::check_frame(b).is_ok()
+            }
+            _ => false,
+        }
+    })
+}
+
+/// What a scan of one segment found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Index of the first record (from the header; for an empty segment, the index its
+    /// first record will have).
+    pub first_index: u64,
+    /// Index of the last valid record, if any.
+    pub last_index: Option<u64>,
+    /// Valid records.
+    pub records: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Bytes up to the end of the last valid frame (header included).
+    pub valid_bytes: u64,
+    /// Timestamp of the first record.
+    pub first_ts: Option<Timestamp>,
+    /// Timestamp of the last record.
+    pub last_ts: Option<Timestamp>,
+    /// Smallest envelope sequence number.
+    pub min_seq: Option<u64>,
+    /// Largest envelope sequence number.
+    pub max_seq: Option<u64>,
+    /// A torn tail (last segment only).
+    pub torn_tail: Option<TornTail>,
+    /// The header is cut short (last segment only): the segment holds nothing.
+    pub torn_header: bool,
+}
+
+impl SegmentSummary {
+    fn add(&mut self, r: &Record<'_>, end: u64) {
+        if self.records == 0 {
+            self.first_ts = Some(r.ts);
+        }
+        self.records += 1;
+        self.last_index = Some(r.index);
+        self.last_ts = Some(r.ts);
+        self.min_seq = Some(self.min_seq.map_or(r.seq, |s| s.min(r.seq)));
+        self.max_seq = Some(self.max_seq.map_or(r.seq, |s| s.max(r.seq)));
+        self.valid_bytes = end;
+    }
+}
+
+/// Scan a whole segment from `src`, calling `visit` for each valid record.
+pub(crate) fn scan<R: Read>(
+    src: R,
+    path: PathBuf,
+    name_index: Option<u64>,
+    last: bool,
+    bytes: u64,
+    mut visit: impl FnMut(&Record<'_>),
+) -> Result<SegmentSummary, JournalError> {
+    let mut sum = SegmentSummary {
+        path: path.clone(),
+        bytes,
+        ..Default::default()
+    };
+    let mut sc = match Scanner::start(src, path, name_index, last)? {
+        Opened::Ready(sc) => sc,
+        Opened::TornHeader(t) => {
+            sum.first_index = name_index.unwrap_or(0);
+            sum.torn_header = true;
+            sum.torn_tail = Some(t);
+            return Ok(sum);
+        }
+    };
+    sum.first_index = sc.first_index();
+    sum.valid_bytes = HEADER_LEN as u64;
+    loop {
+        match sc.next()? {
+            Step::Frame { meta, pos, offset } => {
+                let r = sc.record(&meta, pos);
+                sum.add(&r, offset + meta.len as u64);
+                visit(&r);
+            }
+            Step::End => return Ok(sum),
+            Step::Tail(t) => {
+                sum.torn_tail = Some(t);
+                return Ok(sum);
+            }
+        }
+    }
+}
+
+/// Scan one segment file.
+pub(crate) fn scan_file(
+    path: &Path,
+    name_index: u64,
+    last: bool,
+    visit: impl FnMut(&Record<'_>),
+) -> Result<SegmentSummary, JournalError> {
+    let file = File::open(path).map_err(JournalError::io("opening", path))?;
+    let bytes = file
+        .metadata()
+        .map_err(JournalError::io("reading metadata of", path))?
+        .len();
+    scan(
+        file,
+        path.to_path_buf(),
+        Some(name_index),
+        last,
+        bytes,
+        visit,
+    )
+}
+
+/// Scan a segment held in memory (header included), as the last segment when `last`.
+/// For tools and fuzzing: never panics, whatever the bytes.
+pub fn scan_segment_bytes(bytes: &[u8], last: bool) -> Result<SegmentSummary, JournalError> {
+    scan(
+        bytes,
+        PathBuf::from("<memory>"),
+        None,
+        last,
+        bytes.len() as u64,
+        |_| {},
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_like_indexes() {
+        assert_eq!(segment_file_name(1), "00000000000000000001.sy-journal");
+        assert_eq!(
+            parse_segment_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+        assert_eq!(parse_segment_name("1.sy-journal"), None);
+        assert_eq!(parse_segment_name("0000000000000000000a.sy-journal"), None);
+        assert_eq!(parse_segment_name("00000000000000000001.log"), None);
+        assert_eq!(parse_segment_name(&segment_file_name(0)), None);
+    }
+}
