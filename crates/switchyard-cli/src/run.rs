@@ -298,13 +298,22 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
     };
     let cancel = CancellationToken::new();
     let feed = match remote {
-        Some(mut remote) => tokio::spawn(async move {
-            let end = remote.finished().await;
-            Ok(FeedSummary {
-                published: end.published,
-                ..FeedSummary::default()
+        Some(mut remote) => {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    end = remote.finished() => Ok(FeedSummary {
+                        published: end.published,
+                        ..FeedSummary::default()
+                    }),
+                    _ = cancel.cancelled() => Ok(FeedSummary {
+                        published: remote.received(),
+                        cancelled: true,
+                        ..FeedSummary::default()
+                    }),
+                }
             })
-        }),
+        }
         None => tokio::spawn(run_feed(
             bus.clone(),
             feed_source(&cfg)?,

@@ -142,18 +142,18 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn kill_switch_over_http_stops_all_further_orders() {
-    let mut child = cmd()
-        .args(["run", "--http", "127.0.0.1:0", "--duration", "60s"])
-        .env("SWITCHYARD__SIM__RATE", "20000")
-        .env("SWITCHYARD__STRATEGY__FAST", "3")
-        .env("SWITCHYARD__STRATEGY__SLOW", "8")
-        .env("SWITCHYARD__RISK__ORDERS_PER_SECOND", "1000")
-        .env("SWITCHYARD__RISK__BURST", "1000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = ChildGuard::spawn(
+        cmd()
+            .args(["run", "--http", "127.0.0.1:0", "--duration", "60s"])
+            .env("SWITCHYARD__SIM__RATE", "20000")
+            .env("SWITCHYARD__STRATEGY__FAST", "3")
+            .env("SWITCHYARD__STRATEGY__SLOW", "8")
+            .env("SWITCHYARD__RISK__ORDERS_PER_SECOND", "1000")
+            .env("SWITCHYARD__RISK__BURST", "1000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stderr = BufReader::new(child.child().stderr.take().unwrap());
     let mut addr = None;
     let mut line = String::new();
     while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
@@ -209,11 +209,29 @@ fn kill_switch_over_http_stops_all_further_orders() {
         .unwrap();
     assert!(!out.status.success());
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.child().id().to_string()])
         .status();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stopped: Signal"), "{stdout}");
     assert!(stdout.contains("kill switch: ENGAGED"), "{stdout}");
+    // The trigger and the refused reset are in the run's journal, with the orders.
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("journal: "))
+        .and_then(|l| l.split(" (").next())
+        .unwrap_or_else(|| panic!("journal path in the summary: {stdout}"));
+    let out = switchyard(&["journal", "inspect", dir, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspection: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        inspection["by_topic"]["switchyard.control.kill_switch"], 2,
+        "{inspection}"
+    );
+    assert!(inspection["by_kind"]["order_request"].as_u64().unwrap() >= at_kill);
 }

@@ -53,12 +53,12 @@ fn feed_and_strategy_processes_over_jetstream_match_one_process() {
     let server = NatsServer::start().expect("nats-server (scripts/test installs it)");
     let url = server.url();
     // The strategy starts first and waits for market data.
-    let strategy = cmd()
-        .args(run_args(&feed, &["--role", "strategy", "--nats", &url]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let strategy = ChildGuard::spawn(
+        cmd()
+            .args(run_args(&feed, &["--role", "strategy", "--nats", &url]))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let feeder = switchyard(&run_args(&feed, &["--role", "feed", "--nats", &url]));
     assert!(
         feeder.status.success(),
@@ -78,7 +78,7 @@ fn feed_and_strategy_processes_over_jetstream_match_one_process() {
         "the feed process trades nothing"
     );
 
-    let out = strategy.wait_with_output().unwrap();
+    let out = strategy.wait_with_output();
     assert!(
         out.status.success(),
         "{}",
@@ -96,4 +96,99 @@ fn a_role_without_a_server_is_refused_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run.role") && err.contains("nats"), "{err}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
+
+/// Poll `cond` on `/healthz` for up to 20 s (the server's restart and the client's
+/// reconnect take their time; the condition, not the clock, ends the wait).
+fn wait_health(addr: &str, want: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&http_get(addr, "/healthz")).unwrap();
+        if v["status"] == want {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never became {want}: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_is_degraded_while_the_nats_server_is_down() {
+    use std::io::BufRead;
+    let mut server = NatsServer::start().expect("nats-server");
+    let url = server.url();
+    let mut child = ChildGuard::spawn(
+        cmd()
+            .args([
+                "run",
+                "--role",
+                "strategy",
+                "--nats",
+                &url,
+                "--http",
+                "127.0.0.1:0",
+                "--journal",
+                "off",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stderr = std::io::BufReader::new(child.child().stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("operations API: http://").nth(1) {
+            addr = rest.split('/').next().map(str::to_owned);
+        }
+        line.clear();
+    }
+    let addr = addr.expect("API address printed");
+    std::thread::spawn(move || for _ in stderr.lines() {});
+
+    wait_health(&addr, "ok");
+    server.kill();
+    let degraded = wait_health(&addr, "degraded");
+    assert!(
+        degraded["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("disconnected"),
+        "{degraded}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&http_get(&addr, "/status")).unwrap();
+    let bridge = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "nats-bridge")
+        .cloned()
+        .expect("bridge in /status");
+    assert_eq!(bridge["health"], "degraded", "{bridge}");
+    assert_eq!(status["health"]["status"], "degraded");
+
+    server.restart().expect("restart nats-server");
+    wait_health(&addr, "ok");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.child().id().to_string()])
+        .status();
+    let out = child.wait_with_output();
+    assert_eq!(out.status.code(), Some(0));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("reconnects 1"), "{summary}");
 }

@@ -88,7 +88,7 @@
 //!
 //! # Durability
 //!
-//! [`Journal::append`] (and [`Journal::append_serialized`], which postcard-encodes into
+//! [`Journal::append`] (and [`Journal::append_serialized`], which MessagePack-encodes into
 //! the shared buffer without an intermediate `Vec`) encodes the frame into a buffer under
 //! a short mutex and returns the record's index. A dedicated writer thread swaps the
 //! buffer out, writes it to the segment, rolls over at frame boundaries, and calls

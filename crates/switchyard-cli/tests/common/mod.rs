@@ -41,3 +41,37 @@ pub fn summary_json(out: &std::process::Output) -> serde_json::Value {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("summary JSON: {e}\n{stdout}"))
 }
+
+/// A child process killed (SIGKILL) if the test fails before it is waited for, so a
+/// failing test leaves no process behind.
+pub struct ChildGuard(Option<std::process::Child>);
+
+impl ChildGuard {
+    /// Spawn `cmd`.
+    pub fn spawn(cmd: &mut Command) -> ChildGuard {
+        ChildGuard(Some(cmd.spawn().expect("spawn switchyard")))
+    }
+
+    /// The child.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not yet waited for")
+    }
+
+    /// Wait for it to exit and collect its output.
+    pub fn wait_with_output(mut self) -> std::process::Output {
+        self.0
+            .take()
+            .expect("not yet waited for")
+            .wait_with_output()
+            .expect("wait for switchyard")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
