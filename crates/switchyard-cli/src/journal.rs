@@ -250,6 +250,8 @@ pub struct ReplayOptions {
     pub speed: Speed,
     /// Only records in this envelope sequence range.
     pub seq: (Option<u64>, Option<u64>),
+    /// Only records in this time range (ns since the Unix epoch).
+    pub time: (Option<u64>, Option<u64>),
     /// Record the replay into this journal directory.
     pub journal: Option<PathBuf>,
 }
@@ -298,6 +300,7 @@ pub async fn replay(cfg: Config, opts: ReplayOptions) -> anyhow::Result<(ReplayS
     };
     let filter = ReadFilter {
         seq: opts.seq.0.unwrap_or(0)..=opts.seq.1.unwrap_or(u64::MAX),
+        time: Timestamp(opts.time.0.unwrap_or(0))..=Timestamp(opts.time.1.unwrap_or(u64::MAX)),
         topics: vec![Pattern::new(wire::MARKET_DATA)?],
         ..ReadFilter::default()
     };

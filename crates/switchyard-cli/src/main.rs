@@ -137,6 +137,13 @@ enum Command {
         /// Only records with an envelope sequence number at or before this.
         #[arg(long)]
         to_seq: Option<u64>,
+        /// Only records stamped at or after this time (ns since the Unix epoch, as
+        /// `journal inspect` shows them).
+        #[arg(long)]
+        from_time: Option<u64>,
+        /// Only records stamped at or before this time (ns since the Unix epoch).
+        #[arg(long)]
+        to_time: Option<u64>,
         /// Record the replay into this journal directory.
         #[arg(long)]
         record: Option<std::path::PathBuf>,
@@ -314,6 +321,8 @@ fn main() -> anyhow::Result<()> {
             path,
             from_seq,
             to_seq,
+            from_time,
+            to_time,
             record,
             expect_parity,
             json,
@@ -324,6 +333,7 @@ fn main() -> anyhow::Result<()> {
                 path,
                 speed: cfg.speed()?,
                 seq: (from_seq, to_seq),
+                time: (from_time, to_time),
                 journal: record,
             };
             let (summary, code) = rt.block_on(journal::replay(cfg, opts))?;
