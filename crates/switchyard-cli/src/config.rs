@@ -522,7 +522,7 @@ mod tests {
         let shown = format!("{} {:?}", c.to_toml(), c);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(
-            shown.contains("nats://***@127.0.0.1:4222,tls://[::1]:4223"),
+            shown.contains("nats://[redacted]@127.0.0.1:4222,tls://[::1]:4223"),
             "{shown}"
         );
         c.run.role = "risk".into();
