@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
 use async_nats::{Client, ConnectOptions, HeaderMap, Subject};
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -254,10 +254,24 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Sink for JsonSink<T> {
 // ---------------------------------------------------------------------------------------
 // Exporter.
 
+/// One event on its way to NATS.
 struct Outgoing {
     subject: Subject,
-    headers: HeaderMap,
     payload: Bytes,
+    /// Built for the first attempt; a retry builds the same headers again (same
+    /// `Nats-Msg-Id`), so the first attempt needs no copy.
+    headers: Option<HeaderMap>,
+    kind: &'static str,
+    seq: u64,
+    ts: u64,
+}
+
+impl Outgoing {
+    fn take_headers(&mut self, origin: &str) -> HeaderMap {
+        self.headers
+            .take()
+            .unwrap_or_else(|| wire::headers(origin, self.kind, self.seq, self.ts))
+    }
 }
 
 struct ExportShared {
@@ -268,11 +282,16 @@ struct ExportShared {
     counters: Arc<Counters>,
 }
 
+/// Payloads are serialized into one growing buffer and split off it, so that many share
+/// one allocation (freed once the last of them is sent or acked).
+const PAYLOAD_BLOCK: usize = 64 * 1024;
+
 struct ExportHandler {
     kind: &'static str,
     tx: mpsc::Sender<Outgoing>,
     shared: Arc<ExportShared>,
     subjects: HashMap<Topic, Subject>,
+    buf: BytesMut,
 }
 
 impl ExportHandler {
@@ -285,12 +304,18 @@ impl ExportHandler {
             inc(&sh.counters.echo_suppressed);
             return Ok(None);
         }
-        let payload = serde_json::to_vec(ev.payload()).map_err(|e| {
-            HandlerError::msg(format!(
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(PAYLOAD_BLOCK);
+        }
+        let written = serde_json::to_writer((&mut self.buf).writer(), ev.payload());
+        if let Err(e) = written {
+            self.buf.clear();
+            return Err(HandlerError::msg(format!(
                 "cannot serialize {} event on {} for NATS: {e}",
                 self.kind, ev.topic
-            ))
-        })?;
+            )));
+        }
+        let payload = self.buf.split().freeze();
         let subject = self
             .subjects
             .entry(ev.topic)
@@ -302,10 +327,14 @@ impl ExportHandler {
                 })
             })
             .clone();
+        let ts = ev.ts.as_nanos();
         Ok(Some(Outgoing {
             subject,
-            headers: wire::headers(&sh.origin, self.kind, ev.seq, ev.ts.as_nanos()),
-            payload: Bytes::from(payload),
+            headers: Some(wire::headers(&sh.origin, self.kind, ev.seq, ts)),
+            payload,
+            kind: self.kind,
+            seq: ev.seq,
+            ts,
         }))
     }
 }
@@ -328,33 +357,54 @@ impl<T: Serialize + Send + Sync + 'static> Handler<T> for ExportHandler {
     }
 }
 
+/// Most events the exporter takes from its buffer per wake-up.
+const EXPORT_BATCH: usize = 256;
+
 async fn run_core_exporter(
     client: Client,
     mut rx: mpsc::Receiver<Outgoing>,
     counters: Arc<Counters>,
+    origin: Arc<str>,
 ) {
-    while let Some(o) = rx.recv().await {
-        match client
-            .publish_with_headers(o.subject.clone(), o.headers, o.payload)
-            .await
-        {
-            Ok(()) => inc(&counters.published),
-            Err(e) => {
-                inc(&counters.publish_errors);
-                tracing::warn!(subject = %o.subject, error = %e, "NATS publish failed; event lost (core mode)");
+    let mut batch = Vec::with_capacity(EXPORT_BATCH);
+    while rx.recv_many(&mut batch, EXPORT_BATCH).await > 0 {
+        for mut o in batch.drain(..) {
+            let headers = o.take_headers(&origin);
+            match client
+                .publish_with_headers(o.subject.clone(), headers, o.payload)
+                .await
+            {
+                Ok(()) => inc(&counters.published),
+                Err(e) => {
+                    inc(&counters.publish_errors);
+                    tracing::warn!(subject = %o.subject, error = %e, "NATS publish failed; event lost (core mode)");
+                }
             }
+            counters.outstanding.fetch_sub(1, Ordering::SeqCst);
         }
-        counters.outstanding.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-type AckFuture = BoxFuture<
-    'static,
-    (
-        Outgoing,
-        Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
-    ),
->;
+type AckResult = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
+
+/// A publish awaiting its ack, with the message (to send again if the ack fails).
+struct Pending {
+    out: Option<Outgoing>,
+    ack: BoxFuture<'static, AckResult>,
+}
+
+impl Future for Pending {
+    type Output = (Outgoing, AckResult);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let r = std::task::ready!(self.ack.as_mut().poll(cx));
+        let out = self.out.take().expect("Pending polled after completion");
+        std::task::Poll::Ready((out, r))
+    }
+}
 
 fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis((20u64 << attempt.min(6)).min(1000))
@@ -365,27 +415,30 @@ async fn run_js_exporter(
     mut rx: mpsc::Receiver<Outgoing>,
     counters: Arc<Counters>,
     max_in_flight: usize,
+    origin: Arc<str>,
 ) {
     let max_in_flight = max_in_flight.max(1);
-    let mut inflight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+    let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut retry_at = tokio::time::Instant::now();
     let mut attempt = 0u32;
     let mut closed = false;
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(EXPORT_BATCH);
 
     // Sends one message (same headers, hence same Nats-Msg-Id, on every attempt).
     async fn send(
         js: &jetstream::Context,
-        o: Outgoing,
-    ) -> Result<AckFuture, (Outgoing, jetstream::context::PublishError)> {
+        origin: &str,
+        mut o: Outgoing,
+    ) -> Result<Pending, (Outgoing, jetstream::context::PublishError)> {
         let publish = PublishMessage::build()
             .payload(o.payload.clone())
-            .headers(o.headers.clone());
+            .headers(o.take_headers(origin));
         match js.send_publish(o.subject.clone(), publish).await {
-            Ok(fut) => Ok(Box::pin(async move {
-                let r = fut.await;
-                (o, r)
-            })),
+            Ok(fut) => Ok(Pending {
+                out: Some(o),
+                ack: fut.into_future(),
+            }),
             Err(e) => Err((o, e)),
         }
     }
@@ -394,7 +447,7 @@ async fn run_js_exporter(
         if closed && inflight.is_empty() && retry.is_empty() {
             break;
         }
-        let room = inflight.len() < max_in_flight;
+        let room = max_in_flight.saturating_sub(inflight.len());
         tokio::select! {
             biased;
             Some((o, res)) = inflight.next(), if !inflight.is_empty() => match res {
@@ -414,9 +467,9 @@ async fn run_js_exporter(
                     attempt = attempt.saturating_add(1);
                 }
             },
-            _ = tokio::time::sleep_until(retry_at), if room && !retry.is_empty() => {
+            _ = tokio::time::sleep_until(retry_at), if room > 0 && !retry.is_empty() => {
                 if let Some(o) = retry.pop_front() {
-                    match send(&js, o).await {
+                    match send(&js, &origin, o).await {
                         Ok(f) => inflight.push(f),
                         Err((o, e)) => {
                             inc(&counters.publish_retries);
@@ -428,10 +481,18 @@ async fn run_js_exporter(
                     }
                 }
             },
-            item = rx.recv(), if room && retry.is_empty() && !closed => match item {
-                Some(o) => {
+            n = rx.recv_many(&mut batch, room.min(EXPORT_BATCH)), if room > 0 && retry.is_empty() && !closed => {
+                if n == 0 {
+                    closed = true;
+                }
+                for o in batch.drain(..) {
                     inc(&counters.published);
-                    match send(&js, o).await {
+                    if !retry.is_empty() {
+                        // An earlier one of this batch failed: keep the order.
+                        retry.push_back(o);
+                        continue;
+                    }
+                    match send(&js, &origin, o).await {
                         Ok(f) => inflight.push(f),
                         Err((o, e)) => {
                             inc(&counters.publish_retries);
@@ -442,7 +503,6 @@ async fn run_js_exporter(
                         }
                     }
                 }
-                None => closed = true,
             },
         }
     }
@@ -501,11 +561,12 @@ impl Importer {
             inc(&self.counters.unknown_kind);
             return Disposition::Ack;
         };
-        if wire::get(headers, wire::ORIGIN) == Some(self.own_origin.as_str()) {
+        let known = wire::known(headers);
+        if known.origin == Some(self.own_origin.as_str()) {
             inc(&self.counters.own_skipped);
             return Disposition::Ack;
         }
-        let kind = wire::get(headers, wire::KIND).unwrap_or("");
+        let kind = known.kind.unwrap_or("");
         let Some(entry) = self
             .entries
             .iter()
@@ -519,7 +580,7 @@ impl Importer {
             );
             return Disposition::Ack;
         };
-        let msg_id = wire::get(headers, wire::MSG_ID);
+        let msg_id = known.msg_id;
         if let Some(id) = msg_id
             && self
                 .dedup
@@ -545,15 +606,23 @@ impl Importer {
             .filter(|(p, t)| *t == type_id && p.matches(&topic))
             .count() as u32;
         if echo == 0 {
-            let mut stop = self.stop.clone();
-            if *stop.borrow() {
+            if *self.stop.borrow() {
                 return Disposition::Leave;
             }
-            // A dropped publish future delivers nothing; only stop waiting when asked.
-            let publish = decoded.publish(self.bus.clone(), topic);
-            tokio::select! {
-                r = publish => if r.is_err() { return Disposition::Leave },
-                _ = stop.wait_for(|s| *s) => return Disposition::Leave,
+            // Without waiting first (no allocation); once a `Block` queue is full, wait.
+            match decoded.try_publish(&self.bus, topic) {
+                Ok(_) => {}
+                Err(Refused::Closed) => return Disposition::Leave,
+                Err(Refused::Full) => {
+                    // A dropped publish future delivers nothing; only stop waiting when
+                    // asked.
+                    let mut stop = self.stop.clone();
+                    let publish = decoded.publish(self.bus.clone(), topic);
+                    tokio::select! {
+                        r = publish => if r.is_err() { return Disposition::Leave },
+                        _ = stop.wait_for(|s| *s) => return Disposition::Leave,
+                    }
+                }
             }
         } else {
             // The exporter must recognise this event: publish and record its seq under
@@ -785,6 +854,7 @@ impl BridgeBuilder {
                         tx,
                         shared,
                         subjects: HashMap::new(),
+                        buf: BytesMut::new(),
                     })
                     .map_err(|source| BridgeError::Bus {
                         pattern: pat.clone(),
@@ -933,8 +1003,14 @@ impl BridgeBuilder {
                 rx,
                 Arc::clone(&counters),
                 jsc.max_in_flight,
+                Arc::from(origin.as_str()),
             )),
-            _ => tokio::spawn(run_core_exporter(client.clone(), rx, Arc::clone(&counters))),
+            _ => tokio::spawn(run_core_exporter(
+                client.clone(),
+                rx,
+                Arc::clone(&counters),
+                Arc::from(origin.as_str()),
+            )),
         };
         let mut export_subs = Vec::new();
         for spec in self.exports {
@@ -1580,6 +1656,25 @@ mod tests {
         }
         assert!(!d.contains("o:0") && !d.contains("o:1"));
         assert!(d.contains("o:2") && d.contains("o:4"));
+    }
+
+    #[test]
+    fn retry_sends_the_same_headers() {
+        let mut o = Outgoing {
+            subject: Subject::from("sy.a"),
+            payload: Bytes::from_static(b"{}"),
+            headers: Some(wire::headers("n@0123456789abcdef", "k", 42, 7)),
+            kind: "k",
+            seq: 42,
+            ts: 7,
+        };
+        let first = o.take_headers("n@0123456789abcdef");
+        let again = o.take_headers("n@0123456789abcdef");
+        assert_eq!(first, again);
+        assert_eq!(
+            wire::get(Some(&again), wire::MSG_ID),
+            Some("n@0123456789abcdef:42")
+        );
     }
 
     #[test]

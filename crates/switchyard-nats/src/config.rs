@@ -168,7 +168,7 @@ pub struct JetStreamConfig {
     pub subjects: Vec<String>,
     /// Durable consumer name (one per importing bridge instance role).
     pub durable: String,
-    /// Most publishes awaiting their ack at once.
+    /// Most publishes awaiting their ack at once (default 1024).
     pub max_in_flight: usize,
     /// How long the server waits for the consumer's ack before redelivering.
     #[serde(deserialize_with = "de_duration")]
@@ -193,7 +193,7 @@ impl Default for JetStreamConfig {
             stream: "SWITCHYARD".into(),
             subjects: Vec::new(),
             durable: "switchyard".into(),
-            max_in_flight: 256,
+            max_in_flight: 1024,
             ack_wait: Duration::from_secs(30),
             max_deliver: -1,
             duplicate_window: Duration::from_secs(120),
