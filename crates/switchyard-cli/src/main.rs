@@ -258,6 +258,18 @@ enum BenchWhat {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// The NATS bridge, core and JetStream, against raw async-nats clients.
+    Nats {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Events per throughput run (1 KB or smaller JSON events).
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// A server to use (default: a private nats-server on a free loopback port).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// The whole pipeline on the real BTCUSDT files, repeated to at least `events`.
     Pipeline {
         /// Print one JSON object.
@@ -434,6 +446,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 BenchWhat::Pipeline { json, events } => {
                     let results = rt.block_on(bench::pipeline::run(events))?;
+                    bench::print_results(json, &results);
+                }
+                BenchWhat::Nats { json, events, url } => {
+                    let results = rt.block_on(bench::nats::run(events, url))?;
                     bench::print_results(json, &results);
                 }
                 BenchWhat::Journal {

@@ -85,6 +85,8 @@ struct Counters {
     outstanding: AtomicU64,
     connected: AtomicBool,
     ever_connected: AtomicBool,
+    /// Set by shutdown: the connection's end is expected, not a fault.
+    closing: AtomicBool,
     reconnects: AtomicU64,
     disconnects: AtomicU64,
 }
@@ -1149,6 +1151,12 @@ async fn connect(
                             tracing::info!(url = %url, "NATS connection restored");
                         }
                     }
+                    async_nats::Event::Disconnected | async_nats::Event::Closed
+                        if c.closing.load(Ordering::SeqCst) =>
+                    {
+                        c.connected.store(false, Ordering::SeqCst);
+                        tracing::debug!(url = %url, "NATS connection closed by shutdown");
+                    }
                     async_nats::Event::Disconnected | async_nats::Event::Closed => {
                         if c.connected.swap(false, Ordering::SeqCst) {
                             inc(&c.disconnects);
@@ -1576,6 +1584,7 @@ impl Bridge {
         let started = tokio::time::Instant::now();
         let end = started + deadline;
         self.inner.closed.store(true, Ordering::Release);
+        self.inner.counters.closing.store(true, Ordering::SeqCst);
         for s in &self.inner.export_subs {
             s.unsubscribe();
         }

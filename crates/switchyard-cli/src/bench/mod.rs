@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod journal;
 pub mod kill;
+pub mod nats;
 pub mod pipeline;
 
 use std::time::Duration;
