@@ -168,3 +168,93 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// While the server is down, exported events wait within the bound (`buffer`, the
+/// export queue); past it the export subscription's overflow policy applies — here
+/// `DropNewest` — and every drop is counted. What was kept arrives once, after the
+/// restart; kept + dropped = published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_buffer_the_overflow_policy_applies_and_is_counted() {
+    const SENT: u64 = 3_000;
+    let mut server = NatsServer::start().unwrap();
+    let cfg = |origin: &str| BridgeConfig {
+        url: server.url(),
+        origin: origin.into(),
+        mode: Mode::JetStream(JetStreamConfig {
+            stream: "OVERFLOW".into(),
+            durable: "b".into(),
+            publish_timeout: Duration::from_millis(500),
+            max_in_flight: 64,
+            ..Default::default()
+        }),
+        buffer: 128,
+        max_reconnect_delay: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let bus_a = Bus::new();
+    let bus_b = Bus::new();
+    let (seen, _sub) = collect::<MarketEvent>(&bus_b, "market_data.>");
+    let b = Bridge::builder(bus_b.clone(), cfg("b"))
+        .import::<MarketEvent>(kinds::MARKET_DATA, kinds::MARKET_EVENT)
+        .start()
+        .await
+        .unwrap();
+    let a = Bridge::builder(bus_a.clone(), cfg("a"))
+        .export_with::<MarketEvent>(
+            kinds::MARKET_DATA,
+            kinds::MARKET_EVENT,
+            256,
+            switchyard::bus::Overflow::DropNewest,
+        )
+        .start()
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| server.kill());
+    assert!(wait_until(Duration::from_secs(10), || !a.stats().connected).await);
+    let topic = Topic::new("market_data.trade.BTCUSDT").unwrap();
+    for n in 0..SENT {
+        // DropNewest never makes the publisher wait.
+        bus_a.try_publish(topic, trade(n)).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || a.stats().dropped_overflow > 0).await,
+        "{:?}",
+        a.stats()
+    );
+    let dropped = a.stats().dropped_overflow;
+    // Bounded: export queue (256) + bridge buffer (128) + publishes in flight (64) + one
+    // batch the exporter holds (256) + the event in the export handler.
+    assert!(
+        a.stats().buffered <= 256 + 128 + 64 + 256 + 1,
+        "{:?}",
+        a.stats()
+    );
+    tokio::task::block_in_place(|| server.restart()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), a.flush())
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = SENT - dropped;
+    assert!(
+        wait_until(Duration::from_secs(60), || len(&seen) as u64 >= kept).await,
+        "received {} of {kept}; a {:?}",
+        len(&seen),
+        a.stats()
+    );
+    let sa = a.stats();
+    assert_eq!(sa.dropped_overflow, dropped, "no drops after the restart");
+    assert_eq!(sa.published, kept, "{sa:?}");
+    let ids: HashSet<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| match e {
+            MarketEvent::Trade(t) => t.trade_id.clone(),
+            MarketEvent::Quote(_) => unreachable!(),
+        })
+        .collect();
+    assert_eq!(ids.len() as u64, kept);
+    assert_eq!(len(&seen) as u64, kept, "no duplicates");
+    a.shutdown().await;
+    b.shutdown().await;
+}

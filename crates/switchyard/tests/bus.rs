@@ -299,6 +299,15 @@ async fn run_policy(
     topics: &[&str],
     n: u64,
 ) -> (Vec<u64>, switchyard::bus::SubscriptionStats) {
+    run_policy_with(policy, topics, n, false).await
+}
+
+async fn run_policy_with(
+    policy: Overflow<u64>,
+    topics: &[&str],
+    n: u64,
+    via_try_publish: bool,
+) -> (Vec<u64>, switchyard::bus::SubscriptionStats) {
     let bus = Bus::new();
     let gate = Arc::new(Semaphore::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -316,9 +325,12 @@ async fn run_policy(
         tokio::task::yield_now().await;
     }
     for i in 0..n {
-        bus.publish(t(topics[i as usize % topics.len()]), i)
-            .await
-            .unwrap();
+        let topic = t(topics[i as usize % topics.len()]);
+        if via_try_publish {
+            bus.try_publish(topic, i).unwrap();
+        } else {
+            bus.publish(topic, i).await.unwrap();
+        }
     }
     gate.add_permits(10_000);
     let report = bus.shutdown(Duration::from_secs(5)).await;
@@ -344,6 +356,18 @@ async fn drop_newest_keeps_the_oldest_and_counts_the_rest() {
     let (got, s) = run_policy(Overflow::DropNewest, &["a"], 10).await;
     assert_eq!(got, vec![0, 1, 2, 3]);
     assert_eq!(s.dropped.newest, 6);
+}
+
+/// `try_publish` never waits, but only `Block` would make it wait: the lossy policies
+/// drop for it exactly as for `publish` (nothing is admitted past capacity).
+#[tokio::test]
+async fn lossy_policies_apply_to_try_publish_too() {
+    let (got, s) = run_policy_with(Overflow::DropNewest, &["a"], 10, true).await;
+    assert_eq!(got, vec![0, 1, 2, 3]);
+    assert_eq!((s.dropped.newest, s.overcommitted), (6, 0));
+    let (got, s) = run_policy_with(Overflow::DropOldest, &["a"], 10, true).await;
+    assert_eq!(got, vec![6, 7, 8, 9]);
+    assert_eq!((s.dropped.oldest, s.overcommitted), (6, 0));
 }
 
 #[tokio::test]

@@ -142,8 +142,9 @@ impl<T> SubShared<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Offer one event. `overcommit` admits it past capacity instead of reporting `Full`
-    /// (publishes from inside a handler, and `try_publish` after its room check).
+    /// Offer one event. `overcommit` admits it past a full `Block` queue instead of
+    /// reporting `Full` (publishes from inside a handler, and `try_publish` after its room
+    /// check); the other policies drop as they always do.
     pub fn push(&self, env: Envelope<T>, overcommit: bool, now: Timestamp) -> Push<T> {
         let mut st = self.lock();
         if st.status != Status::Open {
@@ -175,7 +176,8 @@ impl<T> SubShared<T> {
                 st.conflate.insert(key, abs);
             }
             _ if !full => {}
-            _ if overcommit => st.counts.overcommitted += 1,
+            // Only `Block` would wait; the lossy policies apply to every publisher.
+            Overflow::Block if overcommit => st.counts.overcommitted += 1,
             Overflow::Block => {
                 st.blocked = true;
                 return Push::Full(env);
