@@ -269,8 +269,8 @@ pub struct ReplaySummary {
     pub elapsed_secs: f64,
     /// Engine state at the end.
     pub engine: EngineView,
-    /// Decisions compared with the journal's.
-    pub parity: Parity,
+    /// Decisions compared with the journal's (not when only a range was replayed).
+    pub parity: Option<Parity>,
     /// The replay's own journal, if recorded.
     pub recorded: Option<JournalSummary>,
     /// Bus drain report.
@@ -317,7 +317,12 @@ pub async fn replay(cfg: Config, opts: ReplayOptions) -> anyhow::Result<(ReplayS
         .await;
     let recorded_own = own.map(RunJournal::close).transpose()?;
     let replayed = std::mem::take(&mut *decisions.lock().unwrap_or_else(|e| e.into_inner()));
-    let parity = compare(&recorded(&opts.path)?, &replayed);
+    let whole = opts.seq == (None, None) && opts.time == (None, None);
+    let parity = if whole {
+        Some(compare(&recorded(&opts.path)?, &replayed))
+    } else {
+        None
+    };
     let summary = ReplaySummary {
         journal: opts.path,
         replayed: stats.published,
@@ -354,24 +359,32 @@ impl std::fmt::Display for ReplaySummary {
             e.total_pnl.map_or_else(|| "?".into(), |m| m.to_string()),
             e.realised_pnl.map_or_else(|| "?".into(), |m| m.to_string())
         )?;
-        writeln!(
-            f,
-            "parity with the journal: {}",
-            if self.parity.identical {
-                "identical"
-            } else {
-                "DIFFERENT"
-            }
-        )?;
-        for (kind, k) in &self.parity.kinds {
-            write!(
+        match &self.parity {
+            None => writeln!(
                 f,
-                "  {kind:<16} recorded {:>8}  replayed {:>8}",
-                k.recorded, k.replayed
-            )?;
-            match k.first_difference {
-                Some(i) => writeln!(f, "  first difference at #{i}")?,
-                None => writeln!(f)?,
+                "parity with the journal: not compared (only a range was replayed)"
+            )?,
+            Some(parity) => {
+                writeln!(
+                    f,
+                    "parity with the journal: {}",
+                    if parity.identical {
+                        "identical"
+                    } else {
+                        "DIFFERENT"
+                    }
+                )?;
+                for (kind, k) in &parity.kinds {
+                    write!(
+                        f,
+                        "  {kind:<16} recorded {:>8}  replayed {:>8}",
+                        k.recorded, k.replayed
+                    )?;
+                    match k.first_difference {
+                        Some(i) => writeln!(f, "  first difference at #{i}")?,
+                        None => writeln!(f)?,
+                    }
+                }
             }
         }
         if let Some(j) = &self.recorded {

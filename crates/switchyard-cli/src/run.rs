@@ -302,10 +302,14 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
             let cancel = cancel.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    end = remote.finished() => Ok(FeedSummary {
-                        published: end.published,
-                        ..FeedSummary::default()
-                    }),
+                    end = remote.finished() => {
+                        tracing::info!(
+                            origin = %end.origin,
+                            published = end.published,
+                            "end of feed"
+                        );
+                        Ok(FeedSummary::default())
+                    }
                     _ = cancel.cancelled() => Ok(FeedSummary {
                         published: remote.received(),
                         cancelled: true,
@@ -370,16 +374,28 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
         ),
     };
     pipeline.ready.store(false, Ordering::Release);
-    if role == Role::Feed {
-        // Tell the strategy side how many events to expect, then wait until NATS has
-        // them all (JetStream: acknowledged).
-        let end = FeedEnd {
-            origin: cfg.nats.origin.clone(),
-            published: pipeline.feed_stats.published.load(Ordering::Relaxed),
+    let mut error = error;
+    if let (Role::Feed, Some(b)) = (role, &bridge) {
+        // Every market event reaches NATS (JetStream: stored and acknowledged) before the
+        // end-of-feed marker is published, so the marker follows them in the stream.
+        let flushed = tokio::select! {
+            r = b.flush() => r.map_err(|e| e.to_string()),
+            s = signal() => Err(format!("{s} while waiting for NATS to acknowledge the feed")),
         };
-        let topic = Topic::new(wire::FEED_END_TOPIC).expect("valid topic");
-        if bus.publish(topic, end).await.is_err() {
-            tracing::warn!("could not publish the end-of-feed marker");
+        match flushed {
+            Ok(()) => {
+                let end = FeedEnd {
+                    origin: b.origin().to_owned(),
+                    published: pipeline.feed_stats.published.load(Ordering::Relaxed),
+                };
+                let topic = Topic::new(wire::FEED_END_TOPIC).expect("valid topic");
+                if bus.publish(topic, end).await.is_err() {
+                    error.get_or_insert_with(|| "could not publish the end-of-feed marker".into());
+                }
+            }
+            Err(e) => {
+                error.get_or_insert(format!("NATS: {e}"));
+            }
         }
     }
     bus.publish_control(ControlEvent::Shutdown {
@@ -396,10 +412,10 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
         Some(b) => {
             let report = b.shutdown().await;
             if report.unflushed > 0 {
-                tracing::warn!(
-                    unflushed = report.unflushed,
-                    "NATS bridge stopped with exported events not acknowledged"
-                );
+                error.get_or_insert(format!(
+                    "NATS bridge stopped with {} exported events not acknowledged",
+                    report.unflushed
+                ));
             }
             Some(report.stats)
         }
@@ -409,6 +425,11 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
     let journal = journal.map(crate::journal::RunJournal::close).transpose()?;
     if let Some(h) = http {
         h.stop().await;
+    }
+    let mut feed_summary = feed_summary;
+    if role == Role::Strategy {
+        // Market events this process received, now that the bus has drained.
+        feed_summary.published = pipeline.feed_stats.published.load(Ordering::Relaxed);
     }
     let summary = Summary {
         stop,

@@ -4,12 +4,12 @@
 //!   `market_data.>` and, when the data ends, a [`FeedEnd`] with the count published.
 //! - `strategy`: the bridge imports `market_data.>` and `feed.end` into the local bus,
 //!   where the trading engine runs; it exports what the engine decides (`orders.>`), so
-//!   that a risk or monitoring process elsewhere can follow. It stops once it has
-//!   received as many market events as the feed's [`FeedEnd`] announced.
+//!   that a risk or monitoring process elsewhere can follow. It stops when the feed's
+//!   [`FeedEnd`] arrives: the feed publishes it only after NATS has acknowledged every
+//!   market event, so it comes after them in the stream.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use anyhow::Context;
 use switchyard::Bus;
@@ -45,8 +45,20 @@ pub fn bridge_config(cfg: &Config, role: Role) -> BridgeConfig {
         "core" => Mode::Core,
         _ => Mode::JetStream(JetStreamConfig {
             stream: n.stream.clone(),
+            // One consumer per node and role: two processes sharing a durable would split
+            // the stream between them.
             durable: if n.durable.is_empty() {
-                format!("switchyard-{role_name}")
+                let node: String = origin
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("switchyard-{node}-{role_name}")
             } else {
                 n.durable.clone()
             },
@@ -150,7 +162,11 @@ impl RemoteFeed {
         self.stats.published.load(Ordering::Relaxed)
     }
 
-    /// Wait until the feed has ended and every event it announced has arrived.
+    /// Wait for the feed's end-of-feed marker. The feed publishes it only once NATS has
+    /// stored every market event before it, and the bridge imports in stream order, so
+    /// when it arrives every market event of that feed run is in the local bus (or was,
+    /// in an earlier run of this process that acknowledged it: a restarted strategy
+    /// resumes where its durable consumer left off).
     pub async fn finished(&mut self) -> FeedEnd {
         let end = self
             .end
@@ -158,15 +174,10 @@ impl RemoteFeed {
             .await
             .ok()
             .and_then(|e| e.clone());
-        let Some(end) = end else {
+        match end {
+            Some(end) => end,
             // The bus closed before the end arrived: a signal or --duration ends the run.
-            return std::future::pending().await;
-        };
-        // The end marker can overtake the last market events (two subscriptions).
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        while self.received() < end.published {
-            tick.tick().await;
+            None => std::future::pending().await,
         }
-        end
     }
 }
