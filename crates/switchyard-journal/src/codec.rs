@@ -215,6 +215,9 @@ pub fn encode_frame(
 
 /// Append a frame to `out`, the payload written by `write_payload` straight into `out`
 /// (no intermediate buffer). On any error `out` is left as it was.
+///
+/// If `write_payload` panics, `out` is truncated back to its length on entry (no partial
+/// frame is left behind) and the panic is resumed.
 pub fn encode_frame_with<E>(
     out: &mut Vec<u8>,
     index: u64,
@@ -249,9 +252,17 @@ where
     out.extend_from_slice(&(kind.len() as u16).to_le_bytes());
     out.extend_from_slice(topic.as_bytes());
     out.extend_from_slice(kind.as_bytes());
-    if let Err(e) = write_payload(out) {
-        out.truncate(start);
-        return Err(EncodeError::Serialize(Box::new(e)));
+    // `AssertUnwindSafe`: on a panic the only state touched, `out`, is restored below.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_payload(&mut *out))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            out.truncate(start);
+            return Err(EncodeError::Serialize(Box::new(e)));
+        }
+        Err(panic) => {
+            out.truncate(start);
+            std::panic::resume_unwind(panic);
+        }
     }
     let len = out.len() - start;
     if len > MAX_FRAME_LEN {

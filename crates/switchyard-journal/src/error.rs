@@ -85,6 +85,13 @@ pub enum JournalError {
     /// The journal is closed.
     #[error("the journal is closed")]
     Closed,
+    /// The journal has used up its index space: index `u64::MAX` is never assigned (only
+    /// reachable with a crafted segment whose first index is near `u64::MAX`).
+    #[error("the journal's index space is exhausted (index {next} cannot be assigned)")]
+    IndexExhausted {
+        /// The index the append would have had (`u64::MAX`).
+        next: u64,
+    },
     /// `wait_durable` for an index that was never appended.
     #[error("index {index} was never appended (next index is {next})")]
     NotAppended {

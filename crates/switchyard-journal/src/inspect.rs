@@ -80,7 +80,7 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection, JournalError> {
             min_ts = Some(min_ts.map_or(r.ts, |t| t.min(r.ts)));
             max_ts = Some(max_ts.map_or(r.ts, |t| t.max(r.ts)));
         })?;
-        expected = Some(s.last_index.map_or(*first, |l| l + 1));
+        expected = Some(s.last_index.map_or(*first, segment::index_after));
         summaries.push(s);
     }
     let records = summaries.iter().map(|s| s.records).sum();
@@ -305,7 +305,7 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
         let mut n = 0u64;
         match segment::scan_file(path, *first, i + 1 == segs.len(), |_| n += 1) {
             Ok(s) => {
-                expected = Some(s.last_index.map_or(*first, |l| l + 1));
+                expected = Some(s.last_index.map_or(*first, segment::index_after));
                 if s.torn_tail.is_some() {
                     report.torn_tail = s.torn_tail;
                 }

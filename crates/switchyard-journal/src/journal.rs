@@ -221,6 +221,9 @@ struct Shared {
     writes: AtomicU64,
     fsyncs: AtomicU64,
     segments_created: AtomicU64,
+    /// Fault injection for tests: the writer panics when it next wakes up with work.
+    #[cfg(test)]
+    inject_panic: AtomicBool,
 }
 
 impl Shared {
@@ -233,6 +236,29 @@ impl Shared {
         drop(self.dlock.lock().unwrap_or_else(PoisonError::into_inner));
         self.dcv.notify_all();
         self.dtx.send_replace(self.durable.load(Ordering::Acquire));
+    }
+
+    /// Record a writer failure (the first one wins), mark the writer stopped and wake
+    /// everyone who waits on it: appenders waiting for space, `wait_durable` and
+    /// `durable_at_least` waiters. They all return an error from then on.
+    fn fail(&self, path: PathBuf, e: io::Error) {
+        {
+            let mut st = self.lock();
+            if st.failed.is_none() {
+                st.failed = Some((path, Arc::new(e)));
+            }
+        }
+        self.stop();
+    }
+
+    /// Mark the writer stopped and wake every waiter.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        // Take the state lock so that an appender between its check and its wait cannot
+        // miss the notification.
+        drop(self.lock());
+        self.space.notify_all();
+        self.publish_durable(self.durable.load(Ordering::Acquire));
     }
 
     fn stop_error(&self) -> JournalError {
@@ -253,6 +279,10 @@ struct Inner {
 }
 
 impl Inner {
+    /// Stop the writer and wait for it to finish (final write and fsync). Idempotent: a
+    /// concurrent or later caller waits until the first caller's join is done, so no
+    /// caller returns before the final fsync. A writer thread that died of a panic is
+    /// recorded as a writer failure.
     fn shutdown(&self) {
         {
             let mut st = self.shared.lock();
@@ -260,16 +290,30 @@ impl Inner {
         }
         self.shared.wake.notify_all();
         self.shared.space.notify_all();
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle
-            && h.join().is_err()
+        // Held across the join: concurrent callers block here until the writer is gone.
+        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = thread.take()
+            && let Err(panic) = h.join()
         {
-            tracing::error!("journal writer thread panicked");
+            // `Writer::run` catches panics, so this is not expected; be safe anyway.
+            let msg = panic_message(panic.as_ref());
+            tracing::error!(panic = %msg, "journal writer thread panicked");
+            self.shared.fail(
+                self.shared.config.dir.clone(),
+                io::Error::other(format!("journal writer thread panicked: {msg}")),
+            );
         }
+    }
+}
+
+/// The message of a panic payload, if it is a string.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
     }
 }
 
@@ -387,7 +431,7 @@ impl Journal {
                                 found: *first,
                             });
                         }
-                        prev_end = Some(s.last_index.map_or(*first, |l| l + 1));
+                        prev_end = Some(s.last_index.map_or(*first, segment::index_after));
                     } else {
                         check_header(path, *first)?;
                     }
@@ -432,7 +476,7 @@ impl Journal {
                     .map_err(JournalError::io("syncing", last_path))?;
                 report.records_in_last_segment = sum.records;
                 report.last_index = sum.last_index.unwrap_or(last_first.saturating_sub(1));
-                report.next_index = sum.last_index.map_or(*last_first, |l| l + 1);
+                report.next_index = sum.last_index.map_or(*last_first, segment::index_after);
                 report.truncated = sum.torn_tail;
                 (file, last_path.clone(), len, sum.records > 0)
             } else {
@@ -469,6 +513,8 @@ impl Journal {
             writes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             segments_created: AtomicU64::new(u64::from(report.created)),
+            #[cfg(test)]
+            inject_panic: AtomicBool::new(false),
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -510,6 +556,11 @@ impl Journal {
     /// Append a record whose payload is written into the shared buffer by
     /// `write_payload`. Returns the record's index. Waits only while more than
     /// `max_buffer_bytes` are waiting to be written.
+    ///
+    /// `write_payload` runs under the journal's buffer lock, so it should be quick. If it
+    /// returns an error, nothing is appended. If it panics, nothing is appended either:
+    /// the partial frame is removed from the buffer, the lock is released, no index is
+    /// used up, and the panic is resumed in the caller. The journal stays usable.
     pub fn append_with<E>(
         &self,
         seq: u64,
@@ -536,14 +587,29 @@ impl Journal {
             st.space_waiters -= 1;
         }
         let index = st.next_index;
+        // Index u64::MAX is never assigned (the scanner treats it as damage).
+        let Some(next) = index.checked_add(1) else {
+            return Err(JournalError::IndexExhausted { next: index });
+        };
         let was_empty = st.buf.is_empty();
-        codec::encode_frame_with(&mut st.buf, index, seq, ts, topic, kind, write_payload).map_err(
-            |source| JournalError::Encode {
-                topic: topic.to_owned(),
-                source,
-            },
-        )?;
-        st.next_index += 1;
+        // `encode_frame_with` truncates the buffer back to where the frame started if
+        // `write_payload` panics; catch the panic here too, so that the lock is released
+        // normally (not poisoned) before the panic goes on to the caller.
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            codec::encode_frame_with(&mut st.buf, index, seq, ts, topic, kind, write_payload)
+        }));
+        let encoded = match encoded {
+            Ok(r) => r,
+            Err(panic) => {
+                drop(st);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        encoded.map_err(|source| JournalError::Encode {
+            topic: topic.to_owned(),
+            source,
+        })?;
+        st.next_index = next;
         st.frames += 1;
         st.appended += 1;
         if was_empty {
@@ -702,6 +768,10 @@ impl Journal {
     /// Stop accepting appends, write and fsync what is buffered, join the writer thread
     /// and return the counters. Affects every clone. Calling it again returns the counters
     /// again. Blocks the calling thread for the final fsync.
+    ///
+    /// Returns an error if the writer failed (a write or fsync error, or a panic in the
+    /// writer thread): then what was appended may not be durable. Concurrent callers
+    /// all wait for the final fsync and get the same outcome.
     pub fn close(&self) -> Result<JournalStats, JournalError> {
         self.inner.shutdown();
         if let Some((path, e)) = &self.inner.shared.lock().failed {
@@ -732,16 +802,27 @@ type WriteFailure = (PathBuf, io::Error);
 
 impl Writer {
     fn run(mut self) {
-        let result = self.run_inner();
         let sh = Arc::clone(&self.shared);
-        if let Err((path, e)) = result {
-            tracing::error!(path = %path.display(), error = %e, "journal writer failed");
-            let mut st = sh.lock();
-            st.failed = Some((path, Arc::new(e)));
+        // A panic in the writer (a bug) must not leave appenders, `wait_durable` callers
+        // and `close` waiting for a thread that is gone: it becomes a writer failure.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner()))
+            .unwrap_or_else(|panic| {
+                let msg = panic_message(panic.as_ref());
+                Err((
+                    self.path.clone(),
+                    io::Error::other(format!("journal writer thread panicked: {msg}")),
+                ))
+            });
+        match result {
+            Ok(()) => {
+                sh.publish_durable(self.synced_index);
+                sh.stop();
+            }
+            Err((path, e)) => {
+                tracing::error!(path = %path.display(), error = %e, "journal writer failed");
+                sh.fail(path, e);
+            }
         }
-        sh.stopped.store(true, Ordering::Release);
-        sh.space.notify_all();
-        sh.publish_durable(self.synced_index);
     }
 
     fn run_inner(&mut self) -> Result<(), WriteFailure> {
@@ -755,8 +836,9 @@ impl Writer {
                         break;
                     }
                     let deadline = match (policy, self.unsynced_since) {
+                        // No deadline if it is too far out for an `Instant` (`Duration::MAX`).
                         (SyncPolicy::Group { every, .. }, Some(t)) if self.unsynced_events > 0 => {
-                            Some(t + every)
+                            t.checked_add(every)
                         }
                         _ => None,
                     };
@@ -777,6 +859,10 @@ impl Writer {
                         None => st = sh.wake.wait(st).unwrap_or_else(PoisonError::into_inner),
                     }
                     st.writer_idle = false;
+                }
+                #[cfg(test)]
+                if sh.inject_panic.load(Ordering::Acquire) {
+                    panic!("injected writer panic");
                 }
                 std::mem::swap(&mut st.buf, &mut self.spare);
                 let frames = std::mem::take(&mut st.frames);
@@ -911,5 +997,111 @@ impl Writer {
             .fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
         self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+
+    /// Generous bound: anything slower than this is a hang.
+    const HANG: Duration = Duration::from_secs(20);
+
+    fn append_one(j: &Journal, i: u64) -> Result<u64, JournalError> {
+        j.append(i, Timestamp(i), "a.b", "k", b"payload")
+    }
+
+    fn is_writer_panic(e: &JournalError) -> bool {
+        matches!(e, JournalError::WriterFailed { .. }) && e.to_string().contains("panicked")
+    }
+
+    #[test]
+    fn a_writer_panic_fails_waiters_appenders_and_close_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        // `Never`: nothing becomes durable on its own, so the waiters below really wait.
+        let config = JournalConfig::new(dir.path())
+            .sync(SyncPolicy::Never)
+            .max_buffer_bytes(1);
+        let (j, _) = Journal::open(config).unwrap();
+        assert_eq!(append_one(&j, 1).unwrap(), 1);
+
+        let (tx, rx) = mpsc::channel::<(&str, Result<u64, JournalError>)>();
+        {
+            let (j, tx) = (j.clone(), tx.clone());
+            thread::spawn(move || tx.send(("wait_durable", j.wait_durable(1))));
+        }
+        {
+            let (j, tx) = (j.clone(), tx.clone());
+            thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                tx.send(("durable_at_least", rt.block_on(j.durable_at_least(1))))
+            });
+        }
+        // Give the waiters time to block (if they come late they fail at once: also fine).
+        thread::sleep(Duration::from_millis(50));
+
+        j.inner.shared.inject_panic.store(true, Ordering::Release);
+        // Appenders against a one-byte buffer: without the writer they would wait for
+        // space forever; each must end with an error.
+        for t in 0..4u64 {
+            let (j, tx) = (j.clone(), tx.clone());
+            thread::spawn(move || {
+                let mut last = Ok(0);
+                for i in 0..200 {
+                    last = append_one(&j, 1000 * t + i);
+                    if last.is_err() {
+                        break;
+                    }
+                }
+                tx.send(("append", last))
+            });
+        }
+        drop(tx);
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let (who, res) = rx
+                .recv_timeout(HANG)
+                .unwrap_or_else(|_| panic!("hang; finished so far: {seen:?}"));
+            let e = res.expect_err(who);
+            assert!(is_writer_panic(&e), "{who}: {e}");
+            seen.push(who);
+        }
+
+        assert!(j.inner.shared.stopped.load(Ordering::Acquire));
+        assert!(is_writer_panic(&append_one(&j, 9).unwrap_err()));
+        assert!(is_writer_panic(&j.sync_now().unwrap_err()));
+        let e = j.close().unwrap_err();
+        assert!(is_writer_panic(&e), "{e}");
+        // Again: same outcome.
+        assert!(is_writer_panic(&j.close().unwrap_err()));
+    }
+
+    #[test]
+    fn a_panicking_payload_writer_leaves_no_partial_frame_and_keeps_the_lock_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(JournalConfig::new(dir.path())).unwrap();
+        assert_eq!(append_one(&j, 1).unwrap(), 1);
+        let before = j.inner.shared.lock().buf.len();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            j.append_with(2, Timestamp(2), "a.b", "k", |b| {
+                b.extend_from_slice(b"half a payl");
+                if b.len() > 1 {
+                    panic!("serializer bug");
+                }
+                Ok::<(), std::io::Error>(())
+            })
+        }));
+        assert!(r.is_err());
+        assert!(!j.inner.shared.state.is_poisoned());
+        // The buffer may have been drained by the writer meanwhile, never grown.
+        assert!(j.inner.shared.lock().buf.len() <= before);
+        assert_eq!(j.next_index(), 2);
+        assert_eq!(append_one(&j, 3).unwrap(), 2);
+        assert_eq!(j.close().unwrap().durable, 2);
     }
 }

@@ -225,8 +225,20 @@ impl<R: Read> Scanner<R> {
                             },
                         });
                     }
+                    // Index `u64::MAX` would leave no index for the record after it (a
+                    // crafted header or frame, never written by a journal): damage.
+                    let Some(after) = self.next_index.checked_add(1) else {
+                        self.done = true;
+                        return Err(JournalError::Corrupt {
+                            path: self.path.clone(),
+                            offset,
+                            reason: Corruption::Malformed {
+                                what: "record index u64::MAX leaves no room for a next index",
+                            },
+                        });
+                    };
                     self.start += meta.len;
-                    self.next_index += 1;
+                    self.next_index = after;
                     return Ok(Step::Frame { meta, pos, offset });
                 }
                 Err(FrameError::Incomplete { needed, .. }) if !self.eof => self.fill(needed)?,
@@ -316,6 +328,12 @@ pub(crate) fn find_valid_frame(data: &[u8], from: usize, next_index: u64) -> Opt
             _ => false,
         }
     })
+}
+
+/// The index after `last`, for segment chaining. The scanner never yields a record with
+/// index `u64::MAX`, so this does not saturate in practice.
+pub(crate) fn index_after(last: u64) -> u64 {
+    last.saturating_add(1)
 }
 
 /// What a scan of one segment found.

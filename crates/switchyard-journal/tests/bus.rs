@@ -8,8 +8,8 @@ use switchyard::bus::{handler_fn, sync_handler};
 use switchyard::control::{Alert, ControlEvent, Severity};
 use switchyard::{Bus, Clock, Envelope, ManualClock, Timestamp, Topic};
 use switchyard_journal::{
-    CONTROL_KIND, Journal, JournalConfig, JournalReader, Pace, ReadFilter, Recorder, Replayer,
-    SyncPolicy,
+    CONTROL_KIND, Journal, JournalConfig, JournalError, JournalReader, Pace, ReadFilter, Recorder,
+    Replayer, SyncPolicy,
 };
 use tokio::sync::mpsc;
 
@@ -446,4 +446,103 @@ async fn a_replayer_of_a_missing_directory_fails_in_run() {
             .await
             .is_err()
     );
+}
+
+/// Run `f` on a thread; panic if it does not finish within `secs` (a hang detector).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()));
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("hang: no result in time")
+}
+
+#[test]
+fn group_commit_with_an_unbounded_interval_syncs_by_count_and_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(JournalConfig::new(dir.path()).sync(SyncPolicy::Group {
+        every_events: 1000,
+        every: Duration::MAX,
+    }))
+    .unwrap();
+    for i in 1..=10u64 {
+        j.append(i, Timestamp(i), "a.b", "k", b"x").unwrap();
+    }
+    // Let the writer write them and go idle with unsynced events (where the deadline
+    // `oldest + every` used to overflow).
+    while j.written() < 10 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    for i in 11..=20u64 {
+        j.append(i, Timestamp(i), "a.b", "k", b"x").unwrap();
+    }
+    let j2 = j.clone();
+    assert_eq!(within(20, move || j2.sync_now()).unwrap(), 20);
+    j.append(21, Timestamp(21), "a.b", "k", b"x").unwrap();
+    let j2 = j.clone();
+    let stats = within(20, move || j2.close()).unwrap();
+    assert_eq!((stats.durable, stats.last_index), (21, 21));
+    let n = JournalReader::open(dir.path())
+        .unwrap()
+        .records(ReadFilter::all())
+        .count();
+    assert_eq!(n, 21);
+}
+
+#[test]
+fn a_writer_io_failure_fails_waiters_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for exactly one record per segment: the second append rolls over to a new
+    // segment, whose file name we take first, so the writer fails to create it.
+    let frame = 36 + "a.b".len() + "k".len() + 1;
+    let config = JournalConfig::new(dir.path())
+        .sync(SyncPolicy::Never)
+        .segment_bytes((32 + frame) as u64);
+    let (j, _) = Journal::open(config.clone()).unwrap();
+    j.append(1, Timestamp(1), "a.b", "k", b"x").unwrap();
+    let squatter = dir
+        .path()
+        .join(switchyard_journal::segment::segment_file_name(2));
+    std::fs::write(&squatter, b"not a segment").unwrap();
+    j.append(2, Timestamp(2), "a.b", "k", b"x").unwrap();
+    let j2 = j.clone();
+    let waited = within(20, move || j2.wait_durable(2));
+    assert!(
+        matches!(waited, Err(JournalError::WriterFailed { .. })),
+        "{waited:?}"
+    );
+    assert!(j.append(3, Timestamp(3), "a.b", "k", b"x").is_err());
+    let j2 = j.clone();
+    let closed = within(20, move || j2.close());
+    assert!(
+        matches!(closed, Err(JournalError::WriterFailed { .. })),
+        "{closed:?}"
+    );
+    // Record 1 was fsynced before the rollover and survives.
+    drop(j);
+    std::fs::remove_file(&squatter).unwrap();
+    let (j, rep) = Journal::open(config).unwrap();
+    assert_eq!(rep.last_index, 1);
+    j.close().unwrap();
+}
+
+#[test]
+fn concurrent_closes_all_return_after_the_final_fsync() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(group(dir.path())).unwrap();
+        for i in 1..=200u64 {
+            j.append(i, Timestamp(i), "a.b", "k", &[0u8; 512]).unwrap();
+        }
+        let closers: Vec<_> = (0..4)
+            .map(|_| {
+                let j = j.clone();
+                std::thread::spawn(move || j.close())
+            })
+            .collect();
+        for c in closers {
+            let stats = c.join().unwrap().unwrap();
+            assert_eq!((stats.durable, stats.last_index), (200, 200));
+        }
+    }
 }

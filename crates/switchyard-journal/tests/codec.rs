@@ -50,6 +50,27 @@ proptest! {
     }
 
     #[test]
+    fn a_valid_header_with_any_first_index_and_random_bytes_never_panics(
+        first in prop_oneof![Just(0u64), Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()],
+        frames in proptest::collection::vec(0u64..4, 0..4),
+        tail in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        // Frame indexes near `first` (offsets 0..4, wrapping), so that index checks and
+        // increments are exercised at the edges of u64.
+        let mut data = codec::encode_header(first).to_vec();
+        for d in &frames {
+            encode_frame(&mut data, first.wrapping_add(*d), 0, Timestamp(0), "t", "k", b"").unwrap();
+        }
+        data.extend_from_slice(&tail);
+        for last in [true, false] {
+            if let Ok(s) = scan_segment_bytes(&data, last) {
+                prop_assert!(s.valid_bytes <= data.len() as u64);
+                prop_assert!(s.last_index != Some(u64::MAX));
+            }
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
         match decode_frame(&bytes) {
             Ok((_, len)) => prop_assert!(len <= bytes.len()),
@@ -64,15 +85,25 @@ proptest! {
     fn a_segment_of_header_plus_random_bytes_never_panics(
         tail in proptest::collection::vec(any::<u8>(), 0..1500),
         valid_frames in 0usize..4,
+        first in prop_oneof![
+            4 => Just(1u64),
+            1 => Just(u64::MAX),
+            1 => Just(u64::MAX - 1),
+            1 => Just(u64::MAX - 2),
+            1 => 1..=u64::MAX,
+        ],
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut data = codec::encode_header(1).to_vec();
+        let mut data = codec::encode_header(first).to_vec();
+        // Frames numbered on from `first` (wrapping past u64::MAX, as a crafted file may).
         for i in 0..valid_frames {
-            encode_frame(&mut data, i as u64 + 1, 0, Timestamp(0), "t", "k", b"p").unwrap();
+            let index = first.wrapping_add(i as u64);
+            encode_frame(&mut data, index, 0, Timestamp(0), "t", "k", b"p").unwrap();
         }
         data.extend_from_slice(&tail);
         let _ = scan_segment_bytes(&data, true);
-        std::fs::write(dir.path().join(segment_file_name(1)), &data).unwrap();
+        let _ = scan_segment_bytes(&data, false);
+        std::fs::write(dir.path().join(segment_file_name(first)), &data).unwrap();
         if let Ok(r) = JournalReader::open(dir.path()) {
             for rec in r.records(ReadFilter::all()) {
                 if rec.is_err() {
@@ -83,9 +114,15 @@ proptest! {
         let _ = verify(dir.path());
         // Opening for writing either recovers (keeping at least the valid frames) or
         // reports the damage.
+        // Index u64::MAX is never valid, so valid frames reaching it are damage.
+        let reaches_max = (first - 1).checked_add(valid_frames as u64).is_none_or(|l| l == u64::MAX);
         match Journal::open(JournalConfig::new(dir.path())) {
             Ok((j, rep)) => {
-                prop_assert!(rep.last_index >= valid_frames as u64);
+                prop_assert!(!reaches_max);
+                prop_assert!(rep.last_index >= first - 1 + valid_frames as u64);
+                prop_assert!(rep.next_index > rep.last_index);
+                // Appending either works or, at the end of the index space, is refused.
+                let _ = j.append(1, Timestamp(1), "t", "k", b"p");
                 j.close().unwrap();
             }
             Err(e) => prop_assert!(e.to_string().contains("offset"), "{}", e),

@@ -430,3 +430,122 @@ fn a_torn_segment_header_is_rewritten() {
     j.close().unwrap();
     assert_eq!(read_all(dir.path(), ReadFilter::all()).len(), 5);
 }
+
+/// A payload whose serializer panics half-way (after writing some bytes).
+struct PanickingPayload;
+
+impl serde::Serialize for PanickingPayload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(3))?;
+        seq.serialize_element(&12345u32)?;
+        seq.serialize_element("written before the panic")?;
+        panic!("serializer bug");
+    }
+}
+
+#[test]
+fn a_panicking_serializer_between_good_records_leaves_the_journal_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(cfg(dir.path())).unwrap();
+    fill(&j, 1, 1);
+    for bad in 0..2 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if bad == 0 {
+                j.append_serialized(7, Timestamp(7), "x.y", "bad", &PanickingPayload)
+            } else {
+                j.append_json(7, Timestamp(7), "x.y", "bad", &PanickingPayload)
+            }
+        }));
+        let msg = r.expect_err("the panic reaches the caller");
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"serializer bug"));
+    }
+    // No index was used up, and the journal still takes appends.
+    assert_eq!(j.next_index(), 2);
+    fill(&j, 2, 1);
+    let stats = j.close().unwrap();
+    assert_eq!((stats.records, stats.durable), (2, 2));
+    drop(j);
+
+    let (j, rep) = Journal::open(cfg(dir.path())).unwrap();
+    assert_eq!((rep.last_index, rep.truncated), (2, None));
+    j.close().unwrap();
+    assert_eq!(
+        read_all(dir.path(), ReadFilter::all()),
+        vec![expected(1), expected(2)]
+    );
+    let v = verify(dir.path()).unwrap();
+    assert!(v.ok(), "{v}");
+    assert_eq!(v.records, 2);
+}
+
+/// A segment file named for and headed by `first`, holding valid frames for `indexes`.
+fn crafted_segment(dir: &Path, first: u64, indexes: &[u64]) -> PathBuf {
+    let mut data = switchyard_journal::codec::encode_header(first).to_vec();
+    for &i in indexes {
+        switchyard_journal::encode_frame(&mut data, i, 1, Timestamp(1), "a.b", "k", b"p").unwrap();
+    }
+    let path = dir.join(segment_file_name(first));
+    std::fs::write(&path, &data).unwrap();
+    path
+}
+
+fn assert_index_overflow(e: &JournalError, seg: &Path) {
+    match e {
+        JournalError::Corrupt {
+            path,
+            offset,
+            reason: Corruption::Malformed { what },
+        } => {
+            assert_eq!(path, seg);
+            assert!(*offset >= HEADER_LEN as u64);
+            assert!(what.contains("u64::MAX"), "{what}");
+        }
+        other => panic!("unexpected: {other}"),
+    }
+}
+
+#[test]
+fn record_index_u64_max_is_damage_not_an_overflow() {
+    // Header u64::MAX, one valid frame #u64::MAX: damage, in every reader.
+    let dir = tempfile::tempdir().unwrap();
+    let seg = crafted_segment(dir.path(), u64::MAX, &[u64::MAX]);
+    assert_index_overflow(&Journal::open(cfg(dir.path())).unwrap_err(), &seg);
+    let r = JournalReader::open(dir.path());
+    assert_index_overflow(&r.unwrap_err(), &seg);
+    assert_index_overflow(&inspect(dir.path()).unwrap_err(), &seg);
+    assert!(!verify(dir.path()).unwrap().ok());
+    let data = std::fs::read(&seg).unwrap();
+    assert!(switchyard_journal::segment::scan_segment_bytes(&data, true).is_err());
+    assert!(switchyard_journal::segment::scan_segment_bytes(&data, false).is_err());
+
+    // Header u64::MAX - 1: the frame #u64::MAX - 1 is fine, the one after it is damage.
+    let dir = tempfile::tempdir().unwrap();
+    let seg = crafted_segment(dir.path(), u64::MAX - 1, &[u64::MAX - 1, u64::MAX]);
+    let e = Journal::open(cfg(dir.path())).unwrap_err();
+    assert_index_overflow(&e, &seg);
+    let e = verify(dir.path()).unwrap();
+    assert_eq!((e.records, e.problems.len()), (1, 1));
+
+    // Only #u64::MAX - 1: opens, but no index is left for an append.
+    let dir = tempfile::tempdir().unwrap();
+    crafted_segment(dir.path(), u64::MAX - 1, &[u64::MAX - 1]);
+    let (j, rep) = Journal::open(cfg(dir.path())).unwrap();
+    assert_eq!((rep.last_index, rep.next_index), (u64::MAX - 1, u64::MAX));
+    assert!(matches!(
+        j.append(1, Timestamp(1), "a", "k", b""),
+        Err(JournalError::IndexExhausted { next: u64::MAX })
+    ));
+    assert_eq!(j.close().unwrap().durable, u64::MAX - 1);
+    assert_eq!(read_all(dir.path(), ReadFilter::all()).len(), 1);
+    assert!(verify(dir.path()).unwrap().ok());
+    assert_eq!(inspect(dir.path()).unwrap().last_index, Some(u64::MAX - 1));
+
+    // An empty segment headed u64::MAX: nothing to read, nothing can be appended.
+    let dir = tempfile::tempdir().unwrap();
+    crafted_segment(dir.path(), u64::MAX, &[]);
+    let (j, rep) = Journal::open(cfg(dir.path())).unwrap();
+    assert_eq!(rep.next_index, u64::MAX);
+    assert!(j.append(1, Timestamp(1), "a", "k", b"").is_err());
+    j.close().unwrap();
+}

@@ -30,4 +30,28 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(t.offset + t.bytes, seg.len() as u64);
         }
     }
+    // Behind a header with an input-chosen first index (often an extreme one), followed
+    // by valid frames numbered on from it (wrapping), then the rest of the input: the
+    // index arithmetic at the edges of u64 must not panic.
+    if let Some((head, rest)) = data.split_first_chunk::<9>() {
+        let first = match head[8] % 4 {
+            0 => u64::MAX,
+            1 => u64::MAX - 1,
+            2 => 0,
+            _ => u64::from_le_bytes(head[..8].try_into().unwrap_or_default()),
+        };
+        let mut seg = codec::encode_header(first).to_vec();
+        for k in 0..u64::from(head[8] >> 2 & 3) {
+            let index = first.wrapping_add(u64::from(head[k as usize]) % 3);
+            // Timestamp 0 (`Default`): the fuzz crate does not depend on `switchyard`.
+            let _ = codec::encode_frame(&mut seg, index, 0, Default::default(), "t", "k", b"");
+        }
+        seg.extend_from_slice(rest);
+        for last in [true, false] {
+            if let Ok(summary) = scan_segment_bytes(&seg, last) {
+                assert!(summary.valid_bytes <= seg.len() as u64);
+                assert_ne!(summary.last_index, Some(u64::MAX));
+            }
+        }
+    }
 });
