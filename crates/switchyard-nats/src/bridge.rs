@@ -24,7 +24,7 @@ use switchyard::{Bus, Envelope, Pattern, Subscription, Topic};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Auth, BridgeConfig, JetStreamConfig, Mode, Storage};
+use crate::config::{self, Auth, BridgeConfig, JetStreamConfig, Mode, Storage};
 use crate::error::BridgeError;
 use crate::wire;
 
@@ -39,6 +39,15 @@ pub struct BridgeStats {
     pub publish_retries: u64,
     /// Core publishes that failed (the event is lost: at-most-once).
     pub publish_errors: u64,
+    /// JetStream publishes that can never succeed (the message is larger than the
+    /// server's `max_payload`): dropped with an error log naming subject and bus seq.
+    pub publish_rejected: u64,
+    /// JetStream publish attempts that failed since the last acknowledged one (0 while
+    /// publishes go through).
+    pub publish_failing_attempts: u64,
+    /// The error of the latest failed JetStream publish attempt while
+    /// `publish_failing_attempts > 0`.
+    pub last_publish_error: Option<String>,
     /// Acks in which the server said "duplicate" (a retry of a message it already had).
     pub server_duplicates: u64,
     /// Events imported into the local bus.
@@ -74,6 +83,14 @@ struct Counters {
     publish_acked: AtomicU64,
     publish_retries: AtomicU64,
     publish_errors: AtomicU64,
+    publish_rejected: AtomicU64,
+    /// Failed JetStream publish attempts since the last ack.
+    failing_attempts: AtomicU64,
+    /// When (see [`now_ms`]) publishes started failing; 0 while they go through.
+    failing_since_ms: AtomicU64,
+    /// When (see [`now_ms`]) the connection was last (re)established.
+    connected_since_ms: AtomicU64,
+    last_publish_error: Mutex<Option<String>>,
     server_duplicates: AtomicU64,
     received: AtomicU64,
     duplicates_dropped: AtomicU64,
@@ -93,6 +110,55 @@ struct Counters {
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Milliseconds since a process-wide base instant, plus one (0 means "never").
+fn now_ms() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    base.elapsed().as_millis() as u64 + 1
+}
+
+/// How long JetStream publishes may keep failing, while connected, before
+/// [`Bridge::health`] reports Degraded.
+const PUBLISH_FAILING_DEGRADED_AFTER: Duration = Duration::from_secs(5);
+
+impl Counters {
+    fn publish_failed(&self, error: &dyn std::fmt::Display) {
+        inc(&self.failing_attempts);
+        let _ =
+            self.failing_since_ms
+                .compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
+        *self
+            .last_publish_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+    }
+
+    fn publish_succeeded(&self) {
+        if self.failing_attempts.swap(0, Ordering::SeqCst) > 0 {
+            self.failing_since_ms.store(0, Ordering::SeqCst);
+            *self
+                .last_publish_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// How long publishes have been failing while connected, with the last error.
+    fn publish_failing(&self) -> Option<(Duration, String)> {
+        let since = self.failing_since_ms.load(Ordering::SeqCst);
+        if since == 0 {
+            return None;
+        }
+        let since = since.max(self.connected_since_ms.load(Ordering::SeqCst));
+        let err = self
+            .last_publish_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some((Duration::from_millis(now_ms().saturating_sub(since)), err))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -412,6 +478,28 @@ fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis((20u64 << attempt.min(6)).min(1000))
 }
 
+/// Can this publish error never turn into success by retrying?
+fn is_permanent(e: &jetstream::context::PublishError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::PublishErrorKind::MaxPayloadExceeded
+    )
+}
+
+/// Drop a message the server will never take (at-least-once does not apply to it).
+fn reject(counters: &Counters, o: &Outgoing, e: &jetstream::context::PublishError) {
+    inc(&counters.publish_rejected);
+    counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+    tracing::error!(
+        subject = %o.subject,
+        seq = o.seq,
+        kind = o.kind,
+        bytes = o.payload.len(),
+        error = %e,
+        "JetStream publish can never succeed; event dropped"
+    );
+}
+
 async fn run_js_exporter(
     js: jetstream::Context,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -459,10 +547,12 @@ async fn run_js_exporter(
                         inc(&counters.server_duplicates);
                     }
                     attempt = 0;
+                    counters.publish_succeeded();
                     counters.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
                 Err(e) => {
                     inc(&counters.publish_retries);
+                    counters.publish_failed(&e);
                     tracing::debug!(subject = %o.subject, error = %e, "JetStream publish not acked; will retry");
                     retry.push_back(o);
                     retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
@@ -473,8 +563,10 @@ async fn run_js_exporter(
                 if let Some(o) = retry.pop_front() {
                     match send(&js, &origin, o).await {
                         Ok(f) => inflight.push(f),
+                        Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
                         Err((o, e)) => {
                             inc(&counters.publish_retries);
+                            counters.publish_failed(&e);
                             tracing::debug!(subject = %o.subject, error = %e, "JetStream publish failed; will retry");
                             retry.push_front(o);
                             retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
@@ -496,8 +588,10 @@ async fn run_js_exporter(
                     }
                     match send(&js, &origin, o).await {
                         Ok(f) => inflight.push(f),
+                        Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
                         Err((o, e)) => {
                             inc(&counters.publish_retries);
+                            counters.publish_failed(&e);
                             tracing::debug!(subject = %o.subject, error = %e, "JetStream publish failed; will retry");
                             retry.push_back(o);
                             retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
@@ -559,7 +653,7 @@ impl Importer {
         headers: Option<&HeaderMap>,
         payload: &[u8],
     ) -> Disposition {
-        let Some(topic) = self.topic_of(subject).and_then(|t| Topic::new(t).ok()) else {
+        let Some(topic_str) = self.topic_of(subject) else {
             inc(&self.counters.unknown_kind);
             return Disposition::Ack;
         };
@@ -569,10 +663,13 @@ impl Importer {
             return Disposition::Ack;
         }
         let kind = known.kind.unwrap_or("");
-        let Some(entry) = self
+        // Match the plain string first: `Topic::new` interns (leaks) its string for the
+        // life of the process, so only subjects an import accepts may become topics.
+        let entry = self
             .entries
             .iter()
-            .find(|e| e.kind == kind && e.pattern.matches(&topic))
+            .find(|e| e.kind == kind && matches_str(&e.pattern, topic_str));
+        let Some((entry, topic)) = entry.and_then(|e| Some((e, Topic::new(topic_str).ok()?)))
         else {
             inc(&self.counters.unknown_kind);
             tracing::debug!(
@@ -663,6 +760,29 @@ impl Importer {
     }
 }
 
+/// [`Pattern::matches`] on a plain string, without interning it as a [`Topic`].
+fn matches_str(pattern: &Pattern, topic: &str) -> bool {
+    use switchyard::topic::PatternToken;
+    let mut toks = topic.split('.');
+    let n = pattern.tokens().len();
+    for (i, p) in pattern.tokens().iter().enumerate() {
+        match p {
+            PatternToken::Rest => return toks.next().is_some() && i + 1 == n,
+            PatternToken::Any => {
+                if toks.next().is_none() {
+                    return false;
+                }
+            }
+            PatternToken::Literal(l) => {
+                if toks.next() != Some(*l) {
+                    return false;
+                }
+            }
+        }
+    }
+    toks.next().is_none()
+}
+
 async fn run_core_importer(imp: Arc<Importer>, mut sub: async_nats::Subscriber) {
     let mut stop = imp.stop.clone();
     loop {
@@ -708,8 +828,12 @@ async fn run_js_importer(
         };
         loop {
             let next = tokio::select! {
-                m = messages.next() => m,
-                _ = stop.wait_for(|s| *s) => break 'outer,
+                m = messages.next() => Some(m),
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some(next) = next else {
+                nak_pulled(messages, None).await;
+                break 'outer;
             };
             let msg = match next {
                 Some(Ok(m)) => m,
@@ -731,12 +855,53 @@ async fn run_js_importer(
             let acked = match d {
                 Disposition::Ack => msg.ack().await,
                 Disposition::Term => msg.ack_with(jetstream::AckKind::Term).await,
-                Disposition::Leave => Ok(()),
+                Disposition::Leave => {
+                    // Stopping, or the bus is closed: nothing more can be handed over.
+                    // Give this one and the rest of the batch back (NAK).
+                    let stopping = *stop.borrow();
+                    nak_pulled(messages, Some(msg)).await;
+                    if !stopping {
+                        tracing::warn!("local bus closed; NATS bridge importer stopped");
+                    }
+                    break 'outer;
+                }
             };
             if let Err(e) = acked {
                 tracing::debug!(error = %e, "JetStream ack not sent; the message will be redelivered and de-duplicated");
             }
         }
+    }
+}
+
+/// Most time spent collecting pulled messages to give back when stopping.
+const NAK_DRAIN: Duration = Duration::from_millis(300);
+
+/// Give back (NAK) `first` (the message the importer could not hand over, if any) and the
+/// messages of the current pull batches that were received but not processed, so that
+/// the server redelivers them at once, in order, to the next consumer instead of after
+/// `ack_wait`. The pull subscription is dropped first: NAKed while it is still open,
+/// they would come straight back to it.
+async fn nak_pulled(mut messages: pull::Stream, first: Option<jetstream::Message>) {
+    let mut back: Vec<jetstream::Message> = first.into_iter().collect();
+    let end = tokio::time::Instant::now() + NAK_DRAIN;
+    loop {
+        // Until nothing more arrives for a moment (what was in flight to us is here).
+        let wait = (tokio::time::Instant::now() + Duration::from_millis(20)).min(end);
+        match tokio::time::timeout_at(wait, messages.next()).await {
+            Ok(Some(Ok(m))) => back.push(m),
+            Ok(Some(Err(_))) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    drop(messages);
+    let n = back.len();
+    for m in back {
+        if let Err(e) = m.ack_with(jetstream::AckKind::Nak(None)).await {
+            tracing::debug!(error = %e, "JetStream NAK not sent; redelivered after ack_wait");
+        }
+    }
+    if n > 0 {
+        tracing::debug!(messages = n, "pulled JetStream messages given back (NAK)");
     }
 }
 
@@ -909,6 +1074,9 @@ impl BridgeBuilder {
         let client = connect(&cfg, &self.exports.is_empty(), Arc::clone(&counters)).await?;
         counters.connected.store(true, Ordering::SeqCst);
         counters.ever_connected.store(true, Ordering::SeqCst);
+        counters
+            .connected_since_ms
+            .store(now_ms(), Ordering::SeqCst);
 
         let js = match &cfg.mode {
             Mode::Core => None,
@@ -1144,6 +1312,7 @@ async fn connect(
             async move {
                 match event {
                     async_nats::Event::Connected => {
+                        c.connected_since_ms.store(now_ms(), Ordering::SeqCst);
                         if !c.connected.swap(true, Ordering::SeqCst)
                             && c.ever_connected.swap(true, Ordering::SeqCst)
                         {
@@ -1171,8 +1340,35 @@ async fn connect(
         // The server does not send our own publishes back to our own subscriptions.
         opts = opts.no_echo();
     }
+    // Credentials never travel inside the server addresses: the client logs those
+    // (`server = ?addr` at debug level on every (re)connect) with their userinfo.
+    let (servers, url_creds) = config::split_url_credentials(&cfg.url);
+    if servers.is_empty() {
+        return Err(BridgeError::InvalidConfig {
+            field: "url",
+            reason: "no server".into(),
+        });
+    }
+    if url_creds.windows(2).any(|w| w[0] != w[1]) {
+        return Err(BridgeError::InvalidConfig {
+            field: "url",
+            reason: "the servers carry different credentials; put them in `auth`".into(),
+        });
+    }
+    let url_creds = url_creds.into_iter().next();
+    if url_creds.is_some() && !matches!(cfg.auth, Auth::None) {
+        tracing::warn!(
+            url = %url,
+            auth = cfg.auth.method(),
+            "credentials in the NATS URL ignored: the configured auth wins"
+        );
+    }
     opts = match &cfg.auth {
-        Auth::None => opts,
+        Auth::None => match url_creds {
+            None => opts,
+            Some(config::UrlCredentials::Token(t)) => opts.token(t),
+            Some(config::UrlCredentials::UserPassword(u, p)) => opts.user_and_password(u, p),
+        },
         Auth::Token(t) => opts.token(t.expose().to_owned()),
         Auth::UserPassword { user, password } => {
             opts.user_and_password(user.clone(), password.expose().to_owned())
@@ -1207,14 +1403,17 @@ async fn connect(
             });
         }
     }
-    opts.connect(cfg.url.as_str()).await.map_err(|e| {
+    opts.connect(servers).await.map_err(|e| {
         let auth_failed = matches!(
             e.kind(),
             async_nats::ConnectErrorKind::AuthorizationViolation
         );
         let mut reason = e.to_string();
         // Whatever the client put in its message, never echo a credential.
-        for secret in secrets(&cfg.auth).into_iter().chain(url_secret(&cfg.url)) {
+        let mut all = secrets(&cfg.auth);
+        all.extend(config::url_secrets(&cfg.url));
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in all {
             if !secret.is_empty() {
                 reason = reason.replace(&secret, "[redacted]");
             }
@@ -1233,13 +1432,6 @@ fn secrets(auth: &Auth) -> Vec<String> {
         Auth::UserPassword { password, .. } => vec![password.expose().to_owned()],
         _ => Vec::new(),
     }
-}
-
-fn url_secret(url: &str) -> Option<String> {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host = rest.split('/').next().unwrap_or(rest);
-    let (userinfo, _) = host.rsplit_once('@')?;
-    Some(userinfo.rsplit(':').next().unwrap_or(userinfo).to_owned())
 }
 
 /// Does stream subject `filter` (which may have wildcards) cover every subject of `subject`?
@@ -1464,13 +1656,16 @@ impl Bridge {
         &self.inner.config
     }
 
-    /// The NATS client (shared; do not close it).
+    /// The NATS client (shared; do not close it: [`Bridge::shutdown`] does).
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
 
-    /// Healthy; Degraded while disconnected from the server; Unhealthy once shut down or
-    /// if a bridge task died.
+    /// Healthy; Degraded while disconnected from the server, or while JetStream
+    /// publishes have been failing (and being retried) for more than 5 s while connected
+    /// (e.g. the stream was deleted or its limits refuse messages); Unhealthy once shut
+    /// down or if the exporter task or an importer task ended (e.g. the local bus was
+    /// closed under the importer).
     pub fn health(&self) -> Health {
         if self.inner.closed.load(Ordering::Acquire) {
             return Health::Unhealthy("NATS bridge shut down".into());
@@ -1486,10 +1681,30 @@ impl Bridge {
         if exporter_dead {
             return Health::Unhealthy("NATS bridge exporter task ended".into());
         }
+        let importer_dead = self
+            .inner
+            .importers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|h| h.is_finished());
+        if importer_dead {
+            return Health::Unhealthy("NATS bridge importer task ended".into());
+        }
         if !self.is_connected() {
             return Health::Degraded(format!(
                 "disconnected from NATS server {}; reconnecting ({} exported events buffered)",
                 self.inner.url,
+                self.buffered()
+            ));
+        }
+        if let Some((failing, error)) = self.inner.counters.publish_failing()
+            && failing >= PUBLISH_FAILING_DEGRADED_AFTER
+        {
+            return Health::Degraded(format!(
+                "JetStream publishes failing for {}s: {error} ({} attempts; {} exported events buffered)",
+                failing.as_secs(),
+                self.inner.counters.failing_attempts.load(Ordering::Relaxed),
                 self.buffered()
             ));
         }
@@ -1515,6 +1730,13 @@ impl Bridge {
             publish_acked: get(&c.publish_acked),
             publish_retries: get(&c.publish_retries),
             publish_errors: get(&c.publish_errors),
+            publish_rejected: get(&c.publish_rejected),
+            publish_failing_attempts: get(&c.failing_attempts),
+            last_publish_error: c
+                .last_publish_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             server_duplicates: get(&c.server_duplicates),
             received: get(&c.received),
             duplicates_dropped: get(&c.duplicates_dropped),
@@ -1578,8 +1800,10 @@ impl Bridge {
 
     /// Stop exporting (events already queued for export are still sent), wait for the
     /// in-flight publishes and acks until `deadline`, stop the importer once the event it
-    /// is handing to the bus was accepted and acked, flush the acks and close the
-    /// connection. Calling it again returns a fresh report.
+    /// is handing to the bus was accepted and acked (messages it pulled but did not hand
+    /// over are NAKed, so the server redelivers them at once), flush the acks and close
+    /// the connection (drain: [`Bridge::client`] is unusable afterwards). Calling it
+    /// again returns a fresh report.
     pub async fn shutdown_within(&self, deadline: Duration) -> ShutdownReport {
         let started = tokio::time::Instant::now();
         let end = started + deadline;
@@ -1618,12 +1842,18 @@ impl Bridge {
                 .unwrap_or_else(|e| e.into_inner()),
         );
         for mut h in importers {
-            let grace = end.max(tokio::time::Instant::now() + Duration::from_millis(100));
+            // Room for the importer to NAK what it pulled (see `nak_pulled`).
+            let grace =
+                end.max(tokio::time::Instant::now() + NAK_DRAIN + Duration::from_millis(200));
             if tokio::time::timeout_at(grace, &mut h).await.is_err() {
                 h.abort();
             }
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), self.inner.client.flush()).await;
+        // Close the connection: drain (unsubscribe, flush what is pending) and close.
+        if let Err(e) = self.inner.client.drain().await {
+            tracing::debug!(error = %e, "NATS connection already closed");
+        }
         let stats = self.stats();
         let unflushed = self.inner.counters.outstanding.load(Ordering::SeqCst);
         tracing::info!(
@@ -1688,8 +1918,10 @@ mod tests {
 
     #[test]
     fn secrets_out_of_urls() {
-        assert_eq!(url_secret("nats://u:pw@h:1"), Some("pw".into()));
-        assert_eq!(url_secret("nats://tok@h:1"), Some("tok".into()));
-        assert_eq!(url_secret("nats://h:1"), None);
+        let s = config::url_secrets("nats://u:pw@h:1,nats://tok@h:2,nats://x:pa/ss@h:3");
+        for want in ["pw", "tok", "pa/ss"] {
+            assert!(s.iter().any(|x| x == want), "{want} in {s:?}");
+        }
+        assert!(config::url_secrets("nats://h:1").is_empty());
     }
 }

@@ -213,8 +213,18 @@ pub enum Mode {
     /// Core NATS: fast, at-most-once.
     #[default]
     Core,
-    /// JetStream: durable, at-least-once on the wire, exactly-once into the local bus
-    /// (duplicates removed by message id).
+    /// JetStream: durable, at-least-once.
+    ///
+    /// Duplicates (publish retries, redeliveries) are removed by message id
+    /// (`Nats-Msg-Id`): by the server within the stream's duplicate window, and by the
+    /// importer within the ids it remembers (`dedup_capacity`, in memory). That is not
+    /// exactly-once: a message redelivered to a freshly started importer (e.g. the
+    /// previous one put it on its bus but its ack was lost) is imported again.
+    ///
+    /// Ordering: in publish order in normal operation. After a failed or timed-out
+    /// publish ack the exporter sends the message again, and the retry can be stored
+    /// after later messages that were already in flight; the importer delivers in stream
+    /// order and does not reorder.
     #[serde(rename = "jetstream")]
     JetStream(JetStreamConfig),
 }
@@ -224,7 +234,12 @@ pub enum Mode {
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
     /// Server URL(s), comma separated, e.g. `nats://127.0.0.1:4222`. Credentials in
-    /// the URL work but are better put in [`BridgeConfig::auth`]; they are never printed.
+    /// the URL (`nats://user:password@host`, `nats://token@host`, percent-encoded or raw)
+    /// work but are better put in [`BridgeConfig::auth`]; they are never printed: the
+    /// bridge strips them from every URL before handing the servers to the client and
+    /// passes them as connect options. If [`BridgeConfig::auth`] is set (anything but
+    /// `none`, including from the environment) it wins and URL credentials are ignored
+    /// (with a warning). Servers carrying different URL credentials are refused.
     pub url: String,
     /// Subject prefix: local topic `a.b` travels on subject `<prefix>.a.b`. May be empty.
     pub subject_prefix: String,
@@ -328,23 +343,121 @@ impl BridgeConfig {
 }
 
 /// `url` with any userinfo (`user:pass@`, `token@`) replaced by `[redacted]@`, for each
-/// comma-separated server.
+/// comma-separated server. Everything up to the last `@` after the scheme counts as
+/// userinfo (a raw password may contain `/`, `?`, `#` or `@`).
 pub fn redact_url(url: &str) -> String {
     url.split(',')
         .map(|u| {
             let u = u.trim();
-            let (scheme, rest) = match u.find("://") {
-                Some(i) => (&u[..i + 3], &u[i + 3..]),
-                None => ("", u),
-            };
-            let host_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..host_end].rfind('@') {
+            let (scheme, rest) = split_scheme(u);
+            match rest.rfind('@') {
                 Some(at) => format!("{scheme}[redacted]@{}", &rest[at + 1..]),
                 None => u.to_owned(),
             }
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// (`"nats://"`, rest) or (`""`, url) without a scheme.
+fn split_scheme(u: &str) -> (&str, &str) {
+    match u.find("://") {
+        Some(i) => (&u[..i + 3], &u[i + 3..]),
+        None => ("", u),
+    }
+}
+
+/// Credentials found in a server URL's userinfo (percent-decoded).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum UrlCredentials {
+    /// `nats://token@host`.
+    Token(String),
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+}
+
+impl fmt::Debug for UrlCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlCredentials::Token(_) => f.write_str("Token([redacted])"),
+            UrlCredentials::UserPassword(u, _) => write!(f, "UserPassword({u:?}, [redacted])"),
+        }
+    }
+}
+
+/// The comma-separated servers of `url` split into server addresses without userinfo
+/// (safe to hand to the client, which logs them) and the credentials the entries carried
+/// (in order, one per entry that had any). Empty entries are skipped.
+pub(crate) fn split_url_credentials(url: &str) -> (Vec<String>, Vec<UrlCredentials>) {
+    let mut servers = Vec::new();
+    let mut creds = Vec::new();
+    for u in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let (scheme, rest) = split_scheme(u);
+        match rest.rfind('@') {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                servers.push(format!("{scheme}{}", &rest[at + 1..]));
+                if !userinfo.is_empty() {
+                    creds.push(match userinfo.split_once(':') {
+                        Some((user, pass)) => {
+                            UrlCredentials::UserPassword(percent_decode(user), percent_decode(pass))
+                        }
+                        None => UrlCredentials::Token(percent_decode(userinfo)),
+                    });
+                }
+            }
+            None => servers.push(u.to_owned()),
+        }
+    }
+    (servers, creds)
+}
+
+/// Every form in which a secret of `url`'s userinfo could be printed: raw userinfo, raw
+/// and decoded passwords and tokens. Longest first (replace whole before parts).
+pub(crate) fn url_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in url.split(',').map(str::trim) {
+        let (_, rest) = split_scheme(u);
+        let Some(at) = rest.rfind('@') else { continue };
+        let userinfo = &rest[..at];
+        out.push(userinfo.to_owned());
+        let secret = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        out.push(secret.to_owned());
+        out.push(percent_decode(secret));
+    }
+    out.retain(|s| !s.is_empty());
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// Decode `%XX` escapes (invalid escapes are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Parse `"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a bare number of milliseconds.
@@ -421,6 +534,46 @@ mod tests {
         let a = Auth::from_lookup_or(fb.clone(), |k| (k == ENV_TOKEN).then(|| "t".into()));
         assert_eq!(a, Auth::Token(Secret::new("t")));
         assert_eq!(Auth::from_lookup_or(fb.clone(), |_| None), fb);
+    }
+
+    #[test]
+    fn redact_url_userinfo_with_slash_and_many_servers() {
+        assert_eq!(
+            redact_url("nats://u:pa/ss@h:4222"),
+            "nats://[redacted]@h:4222"
+        );
+        assert_eq!(
+            redact_url("nats://u:p@ss/w?d#x@h:4222"),
+            "nats://[redacted]@h:4222"
+        );
+        assert_eq!(
+            redact_url("nats://a:one@h1:4222, tok/en@h2:4223,nats://h3:4224"),
+            "nats://[redacted]@h1:4222,[redacted]@h2:4223,nats://h3:4224"
+        );
+        assert_eq!(redact_url("nats://h:4222/x"), "nats://h:4222/x");
+        let r = redact_url("nats://u:pa/ss@h:1,nats://v:qq/rr@h:2");
+        assert!(!r.contains("ss") && !r.contains("rr"), "{r}");
+    }
+
+    #[test]
+    fn url_credentials_split_off() {
+        let (servers, creds) =
+            split_url_credentials("nats://u:pa%2Fss@h:1, nats://u:pa/ss@h:2,tok@h:3,h:4,");
+        assert_eq!(servers, ["nats://h:1", "nats://h:2", "h:3", "h:4"]);
+        assert_eq!(
+            creds,
+            [
+                UrlCredentials::UserPassword("u".into(), "pa/ss".into()),
+                UrlCredentials::UserPassword("u".into(), "pa/ss".into()),
+                UrlCredentials::Token("tok".into()),
+            ]
+        );
+        assert!(!format!("{creds:?}").contains("pa/ss"));
+        let secrets = url_secrets("nats://u:pa%2Fss@h:1,nats://t0k@h:2");
+        for s in ["u:pa%2Fss", "pa%2Fss", "pa/ss", "t0k"] {
+            assert!(secrets.iter().any(|x| x == s), "{s} in {secrets:?}");
+        }
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
     }
 
     #[test]

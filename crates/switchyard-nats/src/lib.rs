@@ -39,10 +39,18 @@
 //!   `<prefix>.<pattern>`; with several it reads the whole stream and the bridge filters
 //!   locally (skipped messages are acked). A message is acked only after the local bus
 //!   accepted the event (`bus.publish(..)` returned `Ok`); a message the bridge could not
-//!   hand over (bus closed, bridge stopping) is left unacked and comes back. The importer
+//!   hand over (bus closed, bridge stopping), and the rest of its pulled batch, is NAKed
+//!   so the server redelivers it at once, in order, to the next consumer. The importer
 //!   remembers the last `dedup_capacity` message ids and drops repeats
 //!   ([`BridgeStats::duplicates_dropped`]), so redeliveries and publish retries reach the
-//!   local bus once.
+//!   local bus once *within one importer's memory*; a redelivery to a freshly started
+//!   importer (e.g. after an ack was lost) can repeat an event: at-least-once, not
+//!   exactly-once. Order is kept in normal operation; after a failed or timed-out
+//!   publish ack the retried message can be stored after later ones (the importer does
+//!   not reorder). Publishes that keep failing while connected (stream deleted, stream
+//!   limits) are retried forever and make [`Bridge::health`] `Degraded` after 5 s; a
+//!   message larger than the server's `max_payload` can never be stored and is dropped
+//!   with an error log ([`BridgeStats::publish_rejected`]).
 //!
 //! # Loops
 //!
@@ -69,7 +77,9 @@
 //! Token, user/password, nkey seed or `.creds` file, from the config or the
 //! environment ([`Auth::from_env_or`], [`BridgeConfig::with_env_auth`]). They are
 //! [`Secret`]s: `Debug` of the config prints `[redacted]`, errors and logs name the server
-//! URL with any `user:password@` removed. TLS options ([`TlsConfig`]) are passed through
+//! URL with any `user:password@` removed. Credentials in the URL are stripped from every
+//! server address before the client sees it (the client logs addresses) and passed as
+//! connect options; a configured `auth` wins over them. TLS options ([`TlsConfig`]) are passed through
 //! to `async_nats::ConnectOptions`.
 //!
 //! ## Wire format
