@@ -374,6 +374,12 @@ pub async fn run(cfg: Config, out: Output) -> anyhow::Result<(Summary, i32)> {
         ),
     };
     pipeline.ready.store(false, Ordering::Release);
+    if let Some(b) = &bridge {
+        // Importers are producers too: stop them before the bus drains, so that what
+        // they already acked is in the bus and what they pulled but did not hand over
+        // goes back to the server for the next run.
+        b.stop_importing().await;
+    }
     let mut error = error;
     if let (Role::Feed, Some(b)) = (role, &bridge) {
         // Every market event reaches NATS (JetStream: stored and acknowledged) before the

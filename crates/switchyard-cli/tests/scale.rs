@@ -192,3 +192,45 @@ fn health_is_degraded_while_the_nats_server_is_down() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("reconnects 1"), "{summary}");
 }
+
+/// A strategy stopped partway resumes where its durable consumer left off: across the two
+/// runs every market event of the feed arrives exactly once, and the second run ends by
+/// itself at the end-of-feed marker.
+#[test]
+fn a_restarted_strategy_resumes_and_stops_at_the_end_of_the_feed() {
+    let feed = btc_feed();
+    let server = NatsServer::start().expect("nats-server");
+    let url = server.url();
+    // The feed first: everything is in the stream before any strategy runs.
+    let fed = switchyard(&run_args(&feed, &["--role", "feed", "--nats", &url]));
+    assert!(
+        fed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fed.stderr)
+    );
+    assert_eq!(summary_json(&fed)["feed"]["published"], 19_998);
+
+    let first = switchyard(&run_args(
+        &feed,
+        &["--role", "strategy", "--nats", &url, "--duration", "150ms"],
+    ));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first = summary_json(&first);
+    let second = switchyard(&run_args(&feed, &["--role", "strategy", "--nats", &url]));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let second = summary_json(&second);
+    assert_eq!(second["stop"], "end_of_data", "{}", second["stop"]);
+    let (a, b) = (
+        first["feed"]["published"].as_u64().unwrap(),
+        second["feed"]["published"].as_u64().unwrap(),
+    );
+    assert_eq!(a + b, 19_998, "first run {a}, second run {b}");
+}

@@ -713,13 +713,13 @@ impl Importer {
                 Ok(_) => {}
                 Err(Refused::Closed) => return Disposition::Leave,
                 Err(Refused::Full) => {
-                    // A dropped publish future delivers nothing; only stop waiting when
-                    // asked.
-                    let mut stop = self.stop.clone();
-                    let publish = decoded.publish(self.bus.clone(), topic);
-                    tokio::select! {
-                        r = publish => if r.is_err() { return Disposition::Leave },
-                        _ = stop.wait_for(|s| *s) => return Disposition::Leave,
+                    // Once delivery has begun, some subscriptions may already hold the
+                    // event: finish it even when asked to stop (abandoned, it would be
+                    // redelivered and reach those twice). The bus releases the wait with
+                    // an error if it shuts down; a subscriber stuck for good is cut off
+                    // by the shutdown deadline, and the message is redelivered.
+                    if decoded.publish(self.bus.clone(), topic).await.is_err() {
+                        return Disposition::Leave;
                     }
                 }
             }
@@ -808,11 +808,14 @@ async fn run_js_importer(
         if *stop.borrow() {
             break;
         }
+        // One bounded pull request at a time (it ends when full or at its expiry), not a
+        // stream that keeps requests outstanding: when stopping, every message the
+        // server sent for the request can be received and given back, none is left in
+        // flight to a closed inbox (where it would wait `ack_wait` before redelivery).
         let messages = consumer
-            .stream()
-            .max_messages_per_batch(batch.max(1))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            .batch()
+            .max_messages(batch.max(1))
+            .expires(PULL_EXPIRES)
             .messages()
             .await;
         let mut messages = match messages {
@@ -873,21 +876,27 @@ async fn run_js_importer(
     }
 }
 
-/// Most time spent collecting pulled messages to give back when stopping.
-const NAK_DRAIN: Duration = Duration::from_millis(300);
+/// How long one pull request waits for messages before the server ends it.
+const PULL_EXPIRES: Duration = Duration::from_millis(250);
+
+/// Most time spent collecting pulled messages to give back when stopping: the rest of the
+/// current pull request, which the server ends by `PULL_EXPIRES`.
+const NAK_DRAIN: Duration = Duration::from_millis(1000);
 
 /// Give back (NAK) `first` (the message the importer could not hand over, if any) and the
 /// messages of the current pull batches that were received but not processed, so that
 /// the server redelivers them at once, in order, to the next consumer instead of after
 /// `ack_wait`. The pull subscription is dropped first: NAKed while it is still open,
 /// they would come straight back to it.
-async fn nak_pulled(mut messages: pull::Stream, first: Option<jetstream::Message>) {
+async fn nak_pulled<S, E>(mut messages: S, first: Option<jetstream::Message>)
+where
+    S: futures_util::Stream<Item = Result<jetstream::Message, E>> + Unpin,
+{
     let mut back: Vec<jetstream::Message> = first.into_iter().collect();
     let end = tokio::time::Instant::now() + NAK_DRAIN;
+    // To the end of the pull request: full, or ended by the server at its expiry.
     loop {
-        // Until nothing more arrives for a moment (what was in flight to us is here).
-        let wait = (tokio::time::Instant::now() + Duration::from_millis(20)).min(end);
-        match tokio::time::timeout_at(wait, messages.next()).await {
+        match tokio::time::timeout_at(end, messages.next()).await {
             Ok(Some(Ok(m))) => back.push(m),
             Ok(Some(Err(_))) => {}
             Ok(None) | Err(_) => break,
@@ -1798,6 +1807,33 @@ impl Bridge {
             .await
     }
 
+    /// Stop bringing events in, keep exporting: the importers finish the message in hand
+    /// (acked once the bus accepted it), hand back (NAK) what they pulled but did not
+    /// process, and end. Call it before the local bus shuts down — importers are
+    /// producers — then [`Bridge::shutdown`] once the bus has drained into the exporters.
+    pub async fn stop_importing(&self) {
+        self.stop_importers(tokio::time::Instant::now()).await;
+    }
+
+    async fn stop_importers(&self, end: tokio::time::Instant) {
+        let _ = self.inner.stop.send(true);
+        let importers: Vec<JoinHandle<()>> = std::mem::take(
+            &mut *self
+                .inner
+                .importers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for mut h in importers {
+            // Room for the importer to NAK what it pulled (see `nak_pulled`).
+            let grace =
+                end.max(tokio::time::Instant::now() + NAK_DRAIN + Duration::from_millis(200));
+            if tokio::time::timeout_at(grace, &mut h).await.is_err() {
+                h.abort();
+            }
+        }
+    }
+
     /// Stop exporting (events already queued for export are still sent), wait for the
     /// in-flight publishes and acks until `deadline`, stop the importer once the event it
     /// is handing to the bus was accepted and acked (messages it pulled but did not hand
@@ -1833,22 +1869,7 @@ impl Bridge {
                 h.abort();
             }
         }
-        let _ = self.inner.stop.send(true);
-        let importers: Vec<JoinHandle<()>> = std::mem::take(
-            &mut *self
-                .inner
-                .importers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for mut h in importers {
-            // Room for the importer to NAK what it pulled (see `nak_pulled`).
-            let grace =
-                end.max(tokio::time::Instant::now() + NAK_DRAIN + Duration::from_millis(200));
-            if tokio::time::timeout_at(grace, &mut h).await.is_err() {
-                h.abort();
-            }
-        }
+        self.stop_importers(end).await;
         let _ = tokio::time::timeout(Duration::from_millis(500), self.inner.client.flush()).await;
         // Close the connection: drain (unsubscribe, flush what is pending) and close.
         if let Err(e) = self.inner.client.drain().await {

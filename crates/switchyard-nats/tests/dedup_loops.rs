@@ -2,14 +2,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::pull;
 use common::*;
-use switchyard::bus::{Overflow, handler_fn};
-use switchyard::{Bus, Envelope, Topic};
+use switchyard::{Bus, Topic};
 use switchyard_nats::testing::NatsServer;
 use switchyard_nats::{Bridge, BridgeConfig, JetStreamConfig, Mode, wire};
 use switchyard_trading::model::MarketEvent;
@@ -89,43 +87,27 @@ async fn jetstream_duplicates_and_redelivery_reach_the_bus_once() {
             stream: "DUP".into(),
             durable: "b".into(),
             ack_wait: Duration::from_secs(1),
+            // Short, so that a repeated id can get past the server into the stream and
+            // the importer's own de-duplication is what drops it.
+            duplicate_window: Duration::from_millis(300),
             pull_batch: 16,
             ..Default::default()
         }),
         ..Default::default()
     };
-    let bus = Bus::new();
-    // A slow subscriber: capacity 1, Block, gated. The importer cannot hand over the third
-    // event, does not ack it, and the server redelivers it after ack_wait.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let seen: Seen<MarketEvent> = Default::default();
-    {
-        let (gate, seen) = (gate.clone(), seen.clone());
-        bus.subscription::<MarketEvent>("market_data.>")
-            .unwrap()
-            .capacity(1)
-            .overflow(Overflow::Block)
-            .subscribe(handler_fn(move |ev: &Envelope<MarketEvent>| {
-                let (gate, seen) = (gate.clone(), seen.clone());
-                let item = (ev.topic.as_str().to_owned(), ev.payload().clone());
-                async move {
-                    gate.acquire().await.unwrap().forget();
-                    seen.lock().unwrap().push(item);
-                    Ok(())
-                }
-            }))
-            .unwrap();
-    }
-    let b = Bridge::builder(bus.clone(), cfg)
+    // The bridge creates the stream and the durable consumer; stop it before anything
+    // is published, so that another client takes the first message from the consumer.
+    let probe = Bridge::builder(Bus::new(), cfg.clone())
         .import::<MarketEvent>(kinds::MARKET_DATA, kinds::MARKET_EVENT)
         .start()
         .await
         .unwrap();
+    probe.shutdown().await;
 
     let raw = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(raw);
     let subject = "sy.market_data.trade.BTCUSDT";
-    // The same message id twice: the server keeps one (duplicate window).
+    // The same message id twice within the window: the server keeps one.
     let first = js
         .publish_with_headers(subject, headers("ext@1:1"), body(1))
         .await
@@ -147,26 +129,49 @@ async fn jetstream_duplicates_and_redelivery_reach_the_bus_once() {
             .await
             .unwrap();
     }
-    // Wait for the server to redeliver something B has not acked.
+    // Another client of the durable consumer takes event 1 and never acks it: the
+    // server redelivers it (to the bridge) after ack_wait.
     let stream = js.get_stream("DUP").await.unwrap();
-    let mut redelivered = false;
-    let end = tokio::time::Instant::now() + T;
-    while tokio::time::Instant::now() < end {
-        let mut c = stream.get_consumer::<pull::Config>("b").await.unwrap();
-        if c.info().await.unwrap().num_redelivered >= 1 {
-            redelivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(redelivered, "the server redelivered an unacked message");
-    gate.add_permits(1000);
+    let consumer = stream.get_consumer::<pull::Config>("b").await.unwrap();
+    let mut taken = consumer.fetch().max_messages(1).messages().await.unwrap();
+    use futures_util::StreamExt;
+    let m = taken.next().await.unwrap().unwrap();
+    assert_eq!(wire::get(m.headers.as_ref(), wire::MSG_ID), Some("ext@1:1"));
+
+    let bus = Bus::new();
+    let (seen, _sub) = collect::<MarketEvent>(&bus, "market_data.>");
+    let b = Bridge::builder(bus.clone(), cfg)
+        .import::<MarketEvent>(kinds::MARKET_DATA, kinds::MARKET_EVENT)
+        .start()
+        .await
+        .unwrap();
     assert!(
         wait_until(T, || {
             let s = b.stats();
-            s.received == 4 && s.redelivered >= 1 && s.duplicates_dropped >= 1
+            s.received == 4 && s.redelivered >= 1
         })
         .await,
+        "{:?}",
+        b.stats()
+    );
+    // Once the window has passed, the same id gets into the stream again (the server
+    // says it is not a duplicate): the importer drops it.
+    let end = tokio::time::Instant::now() + T;
+    loop {
+        let ack = js
+            .publish_with_headers(subject, headers("ext@1:1"), body(1))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if !ack.duplicate {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "the window never passed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        wait_until(T, || b.stats().duplicates_dropped >= 1).await,
         "{:?}",
         b.stats()
     );
@@ -184,13 +189,17 @@ async fn jetstream_duplicates_and_redelivery_reach_the_bus_once() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(wait_until(T, || len(&seen) == 4).await);
-    let got: Vec<_> = seen
+    let mut got: Vec<_> = seen
         .lock()
         .unwrap()
         .iter()
         .map(|(_, e)| e.clone())
         .collect();
+    // Event 1 came back after ack_wait, behind 2..4.
+    got.sort_by_key(|e| match e {
+        MarketEvent::Trade(t) => t.trade_id.clone(),
+        MarketEvent::Quote(_) => unreachable!(),
+    });
     assert_eq!(got, vec![trade(1), trade(2), trade(3), trade(4)]);
     eprintln!("{:?}", b.stats());
     b.shutdown().await;

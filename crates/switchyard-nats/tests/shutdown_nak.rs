@@ -93,9 +93,22 @@ async fn unprocessed_batch_is_redelivered_at_once_to_the_next_importer() {
     }
     gate.add_permits(10);
     assert!(wait_until(Duration::from_secs(10), || len(&accepted) >= 10).await);
-    // Let the importer block on the full subscriber with a pulled batch in hand.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    b1.shutdown().await;
+    // The importer is blocked on the full subscriber with a pulled batch in hand (it
+    // cannot hand over the next event). Shut down; the importer finishes the event in
+    // hand once the subscriber makes room, and gives the rest of the batch back.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            len(&accepted) as u64 > b1.stats().received
+        })
+        .await,
+        "the importer is mid-publish"
+    );
+    let shutdown = tokio::spawn({
+        let b1 = b1.clone();
+        async move { b1.shutdown().await }
+    });
+    gate.add_permits(1_000);
+    shutdown.await.unwrap();
     let first: Vec<u64> = accepted
         .lock()
         .unwrap()
