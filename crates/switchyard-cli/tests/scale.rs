@@ -87,6 +87,7 @@ fn feed_and_strategy_processes_over_jetstream_match_one_process() {
     let two = summary_json(&out);
     assert_eq!(two["feed"]["published"], 19_998, "{}", two["feed"]);
     assert_eq!(two["nats"]["duplicates_dropped"], 0, "{}", two["nats"]);
+    assert_eq!(two["nats"]["out_of_order"], 0, "{}", two["nats"]);
     assert_eq!(outcome(&one), outcome(&two));
 }
 

@@ -64,6 +64,10 @@ pub struct BridgeStats {
     pub own_skipped: u64,
     /// Imported events not exported again (loop prevention).
     pub echo_suppressed: u64,
+    /// Imported events whose sequence number was lower than one already imported from the
+    /// same origin and kind: a reordering (a publish retried after a fault), counted and
+    /// not corrected.
+    pub out_of_order: u64,
     /// Events the export subscriptions' overflow policies dropped.
     pub dropped_overflow: u64,
     /// Exported events not yet sent (core) or not yet acked (JetStream), including the
@@ -99,6 +103,7 @@ struct Counters {
     decode_errors: AtomicU64,
     own_skipped: AtomicU64,
     echo_suppressed: AtomicU64,
+    out_of_order: AtomicU64,
     outstanding: AtomicU64,
     connected: AtomicBool,
     ever_connected: AtomicBool,
@@ -232,6 +237,8 @@ struct Dedup {
     seen: HashSet<Arc<str>>,
     order: VecDeque<Arc<str>>,
     cap: usize,
+    /// Highest sequence number accepted per origin, per kind.
+    last_seq: HashMap<Box<str>, Vec<(&'static str, u64)>>,
 }
 
 impl Dedup {
@@ -240,6 +247,30 @@ impl Dedup {
             seen: HashSet::new(),
             order: VecDeque::new(),
             cap: cap.max(1),
+            last_seq: HashMap::new(),
+        }
+    }
+
+    /// Record `seq` for (`origin`, `kind`); false if a higher one was accepted before.
+    fn in_order(&mut self, origin: &str, kind: &'static str, seq: u64) -> bool {
+        if !self.last_seq.contains_key(origin) {
+            if self.last_seq.len() >= 4096 {
+                // Many short-lived origins: forget them rather than grow without bound.
+                self.last_seq.clear();
+            }
+            self.last_seq.insert(origin.into(), Vec::new());
+        }
+        let kinds = self.last_seq.get_mut(origin).expect("inserted above");
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, last)) if *last > seq => false,
+            Some((_, last)) => {
+                *last = seq;
+                true
+            }
+            None => {
+                kinds.push((kind, seq));
+                true
+            }
         }
     }
 
@@ -749,11 +780,20 @@ impl Importer {
                 }
             }
         }
-        if let Some(id) = msg_id {
-            self.dedup
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id);
+        {
+            let mut d = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(id) = msg_id {
+                d.insert(id);
+            }
+            // One export subscription sends in sequence order: an older sequence number
+            // after a newer one (same origin and kind) is a reordering, e.g. a publish
+            // retried after a fault. Counted, not corrected.
+            if let (Some(origin), Some(seq)) =
+                (known.origin, known.seq.and_then(|s| s.parse::<u64>().ok()))
+                && !d.in_order(origin, entry.kind, seq)
+            {
+                inc(&self.counters.out_of_order);
+            }
         }
         inc(&self.counters.received);
         Disposition::Ack
@@ -1754,6 +1794,7 @@ impl Bridge {
             decode_errors: get(&c.decode_errors),
             own_skipped: get(&c.own_skipped),
             echo_suppressed: get(&c.echo_suppressed),
+            out_of_order: get(&c.out_of_order),
             dropped_overflow: self
                 .inner
                 .export_subs
@@ -1895,6 +1936,18 @@ impl Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reordering_is_detected_per_origin_and_kind() {
+        let mut d = Dedup::new(16);
+        assert!(d.in_order("a@1", "market_event", 5));
+        assert!(d.in_order("a@1", "market_event", 9));
+        // Another kind of the same origin has its own sequence (another subscription).
+        assert!(d.in_order("a@1", "exec_event", 7));
+        assert!(d.in_order("b@2", "market_event", 1));
+        assert!(!d.in_order("a@1", "market_event", 6), "6 after 9");
+        assert!(d.in_order("a@1", "market_event", 10));
+    }
 
     #[test]
     fn subject_cover() {

@@ -74,6 +74,7 @@ pub(crate) struct Known<'a> {
     pub(crate) msg_id: Option<&'a str>,
     pub(crate) kind: Option<&'a str>,
     pub(crate) origin: Option<&'a str>,
+    pub(crate) seq: Option<&'a str>,
 }
 
 /// The importer's headers (first value of each, as [`get`]), in one pass over the map:
@@ -85,6 +86,7 @@ pub(crate) fn known(h: Option<&HeaderMap>) -> Known<'_> {
             MSG_ID => &mut k.msg_id,
             KIND => &mut k.kind,
             ORIGIN => &mut k.origin,
+            SEQ => &mut k.seq,
             _ => continue,
         };
         *slot = values.first().map(HeaderValue::as_str);

@@ -148,6 +148,12 @@ async fn server_killed_mid_stream_nothing_lost_nothing_duplicated() {
     assert!(sa.disconnects >= 1);
     assert_eq!(sb.received, N);
     assert_eq!(sa.buffered, 0);
+    // A retry after the crash may land behind later events; it is counted, never hidden.
+    let reordered = got
+        .windows(2)
+        .filter(|w| trade_no(&w[1].1) < trade_no(&w[0].1))
+        .count() as u64;
+    assert_eq!(sb.out_of_order > 0, reordered > 0, "{sb:?}");
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -257,4 +263,11 @@ async fn past_the_buffer_the_overflow_policy_applies_and_is_counted() {
     assert_eq!(len(&seen) as u64, kept, "no duplicates");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+fn trade_no(e: &MarketEvent) -> u64 {
+    match e {
+        MarketEvent::Trade(t) => t.trade_id.trim_start_matches('t').parse().unwrap(),
+        MarketEvent::Quote(_) => unreachable!(),
+    }
 }
