@@ -582,13 +582,14 @@ impl std::fmt::Display for Summary {
         if let Some(n) = &self.nats {
             writeln!(
                 f,
-                "nats: published {} (acked {}, retried {})  received {}  duplicates dropped {}  redelivered {}  reconnects {}",
+                "nats: published {} (acked {}, retried {})  received {}  duplicates dropped {}  redelivered {}  out of order {}  reconnects {}",
                 n.published,
                 n.publish_acked,
                 n.publish_retries,
                 n.received,
                 n.duplicates_dropped,
                 n.redelivered,
+                n.out_of_order,
                 n.reconnects
             )?;
         }
