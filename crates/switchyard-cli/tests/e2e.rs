@@ -1,7 +1,5 @@
 //! End-to-end tests of the `switchyard` binary on the real BTCUSDT data.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -128,18 +126,6 @@ fn malformed_data_lines_are_reported_with_file_and_line() {
     assert!(stdout.contains("price"), "{stdout}");
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
-}
-
 #[test]
 fn kill_switch_over_http_stops_all_further_orders() {
     let mut child = ChildGuard::spawn(
@@ -153,18 +139,7 @@ fn kill_switch_over_http_stops_all_further_orders() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    let mut stderr = BufReader::new(child.child().stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.split("operations API: http://").nth(1) {
-            addr = rest.split('/').next().map(str::to_owned);
-        }
-        line.clear();
-    }
-    let addr = addr.expect("API address printed");
-    // Drain stderr in the background so the child never blocks on it.
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let addr = child.api_address();
     let sent = |addr: &str| -> u64 {
         let v: serde_json::Value = serde_json::from_str(&http_get(addr, "/status")).unwrap();
         v["engine"]["stats"]["orders_sent"].as_u64().unwrap()

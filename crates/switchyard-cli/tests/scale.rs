@@ -99,19 +99,6 @@ fn a_role_without_a_server_is_refused_with_a_clear_error() {
     assert!(err.contains("run.role") && err.contains("nats"), "{err}");
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
-}
-
 /// Poll `cond` on `/healthz` for up to 20 s (the server's restart and the client's
 /// reconnect take their time; the condition, not the clock, ends the wait).
 fn wait_health(addr: &str, want: &str) -> serde_json::Value {
@@ -131,7 +118,6 @@ fn wait_health(addr: &str, want: &str) -> serde_json::Value {
 
 #[test]
 fn health_is_degraded_while_the_nats_server_is_down() {
-    use std::io::BufRead;
     let mut server = NatsServer::start().expect("nats-server");
     let url = server.url();
     let mut child = ChildGuard::spawn(
@@ -150,17 +136,7 @@ fn health_is_degraded_while_the_nats_server_is_down() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    let mut stderr = std::io::BufReader::new(child.child().stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.split("operations API: http://").nth(1) {
-            addr = rest.split('/').next().map(str::to_owned);
-        }
-        line.clear();
-    }
-    let addr = addr.expect("API address printed");
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let addr = child.api_address();
 
     wait_health(&addr, "ok");
     server.kill();

@@ -135,7 +135,7 @@ pub use codec::{
 pub use error::{JournalError, ReplayError};
 pub use inspect::{Inspection, Problem, VerifyReport, inspect, verify};
 pub use journal::{Journal, JournalConfig, JournalStats, LOCK_FILE, RecoveryReport, SyncPolicy};
-pub use reader::{Cursor, JournalReader, ReadFilter, ReaderReport, Records, pattern_matches};
+pub use reader::{Cursor, JournalReader, ReadFilter, ReaderReport, Records};
 pub use recorder::{CONTROL_KIND, DEFAULT_RECORDER_CAPACITY, Recorder};
 pub use replay::{Pace, ReplaySource, ReplayStats, Replayer};
 pub use segment::{SegmentSummary, TornTail};

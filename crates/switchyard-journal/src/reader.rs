@@ -7,7 +7,6 @@ use std::ops::{Bound, RangeBounds, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use switchyard::topic::PatternToken;
 use switchyard::{Pattern, Timestamp, TopicError};
 
 use crate::codec::{FrameMeta, OwnedRecord, Record};
@@ -103,29 +102,8 @@ impl ReadFilter {
         self.index.contains(&index)
             && self.seq.contains(&seq)
             && self.time.contains(&Timestamp(ts))
-            && (self.topics.is_empty() || self.topics.iter().any(|p| pattern_matches(p, topic)))
+            && (self.topics.is_empty() || self.topics.iter().any(|p| p.matches_str(topic)))
     }
-}
-
-/// Does `pattern` match the topic string `topic` (without interning it)?
-pub fn pattern_matches(pattern: &Pattern, topic: &str) -> bool {
-    let mut toks = topic.split('.');
-    for p in pattern.tokens() {
-        match p {
-            PatternToken::Rest => return toks.next().is_some(),
-            PatternToken::Any => {
-                if toks.next().is_none() {
-                    return false;
-                }
-            }
-            PatternToken::Literal(l) => {
-                if toks.next() != Some(*l) {
-                    return false;
-                }
-            }
-        }
-    }
-    toks.next().is_none()
 }
 
 /// What [`JournalReader::open`] found.

@@ -531,6 +531,39 @@ fn reject(counters: &Counters, o: &Outgoing, e: &jetstream::context::PublishErro
     );
 }
 
+/// Messages waiting to be published again, in order, after a failed send or ack.
+struct Retries {
+    queue: VecDeque<Outgoing>,
+    /// When the next attempt may go.
+    at: tokio::time::Instant,
+    /// Consecutive failures: the backoff grows with them.
+    attempt: u32,
+}
+
+impl Retries {
+    /// `o` failed with `e` (`what` happened): count it and schedule it again, at the
+    /// front of the queue when it was the queue's head, else behind it.
+    fn failed(
+        &mut self,
+        counters: &Counters,
+        o: Outgoing,
+        e: &jetstream::context::PublishError,
+        front: bool,
+        what: &'static str,
+    ) {
+        inc(&counters.publish_retries);
+        counters.publish_failed(e);
+        tracing::debug!(subject = %o.subject, error = %e, "JetStream publish {what}; will retry");
+        if front {
+            self.queue.push_front(o);
+        } else {
+            self.queue.push_back(o);
+        }
+        self.at = tokio::time::Instant::now() + retry_backoff(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+    }
+}
+
 async fn run_js_exporter(
     js: jetstream::Context,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -540,9 +573,11 @@ async fn run_js_exporter(
 ) {
     let max_in_flight = max_in_flight.max(1);
     let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
-    let mut retry: VecDeque<Outgoing> = VecDeque::new();
-    let mut retry_at = tokio::time::Instant::now();
-    let mut attempt = 0u32;
+    let mut retry = Retries {
+        queue: VecDeque::new(),
+        at: tokio::time::Instant::now(),
+        attempt: 0,
+    };
     let mut closed = false;
     let mut batch: Vec<Outgoing> = Vec::with_capacity(EXPORT_BATCH);
 
@@ -565,7 +600,7 @@ async fn run_js_exporter(
     }
 
     loop {
-        if closed && inflight.is_empty() && retry.is_empty() {
+        if closed && inflight.is_empty() && retry.queue.is_empty() {
             break;
         }
         let room = max_in_flight.saturating_sub(inflight.len());
@@ -577,57 +612,36 @@ async fn run_js_exporter(
                     if ack.duplicate {
                         inc(&counters.server_duplicates);
                     }
-                    attempt = 0;
+                    retry.attempt = 0;
                     counters.publish_succeeded();
                     counters.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
-                Err(e) => {
-                    inc(&counters.publish_retries);
-                    counters.publish_failed(&e);
-                    tracing::debug!(subject = %o.subject, error = %e, "JetStream publish not acked; will retry");
-                    retry.push_back(o);
-                    retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
-                    attempt = attempt.saturating_add(1);
-                }
+                Err(e) => retry.failed(&counters, o, &e, false, "not acked"),
             },
-            _ = tokio::time::sleep_until(retry_at), if room > 0 && !retry.is_empty() => {
-                if let Some(o) = retry.pop_front() {
+            _ = tokio::time::sleep_until(retry.at), if room > 0 && !retry.queue.is_empty() => {
+                if let Some(o) = retry.queue.pop_front() {
                     match send(&js, &origin, o).await {
                         Ok(f) => inflight.push(f),
                         Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
-                        Err((o, e)) => {
-                            inc(&counters.publish_retries);
-                            counters.publish_failed(&e);
-                            tracing::debug!(subject = %o.subject, error = %e, "JetStream publish failed; will retry");
-                            retry.push_front(o);
-                            retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
-                            attempt = attempt.saturating_add(1);
-                        }
+                        Err((o, e)) => retry.failed(&counters, o, &e, true, "failed"),
                     }
                 }
             },
-            n = rx.recv_many(&mut batch, room.min(EXPORT_BATCH)), if room > 0 && retry.is_empty() && !closed => {
+            n = rx.recv_many(&mut batch, room.min(EXPORT_BATCH)), if room > 0 && retry.queue.is_empty() && !closed => {
                 if n == 0 {
                     closed = true;
                 }
                 for o in batch.drain(..) {
                     inc(&counters.published);
-                    if !retry.is_empty() {
+                    if !retry.queue.is_empty() {
                         // An earlier one of this batch failed: keep the order.
-                        retry.push_back(o);
+                        retry.queue.push_back(o);
                         continue;
                     }
                     match send(&js, &origin, o).await {
                         Ok(f) => inflight.push(f),
                         Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
-                        Err((o, e)) => {
-                            inc(&counters.publish_retries);
-                            counters.publish_failed(&e);
-                            tracing::debug!(subject = %o.subject, error = %e, "JetStream publish failed; will retry");
-                            retry.push_back(o);
-                            retry_at = tokio::time::Instant::now() + retry_backoff(attempt);
-                            attempt = attempt.saturating_add(1);
-                        }
+                        Err((o, e)) => retry.failed(&counters, o, &e, false, "failed"),
                     }
                 }
             },
@@ -699,7 +713,7 @@ impl Importer {
         let entry = self
             .entries
             .iter()
-            .find(|e| e.kind == kind && matches_str(&e.pattern, topic_str));
+            .find(|e| e.kind == kind && e.pattern.matches_str(topic_str));
         let Some((entry, topic)) = entry.and_then(|e| Some((e, Topic::new(topic_str).ok()?)))
         else {
             inc(&self.counters.unknown_kind);
@@ -798,29 +812,6 @@ impl Importer {
         inc(&self.counters.received);
         Disposition::Ack
     }
-}
-
-/// [`Pattern::matches`] on a plain string, without interning it as a [`Topic`].
-fn matches_str(pattern: &Pattern, topic: &str) -> bool {
-    use switchyard::topic::PatternToken;
-    let mut toks = topic.split('.');
-    let n = pattern.tokens().len();
-    for (i, p) in pattern.tokens().iter().enumerate() {
-        match p {
-            PatternToken::Rest => return toks.next().is_some() && i + 1 == n,
-            PatternToken::Any => {
-                if toks.next().is_none() {
-                    return false;
-                }
-            }
-            PatternToken::Literal(l) => {
-                if toks.next() != Some(*l) {
-                    return false;
-                }
-            }
-        }
-    }
-    toks.next().is_none()
 }
 
 async fn run_core_importer(imp: Arc<Importer>, mut sub: async_nats::Subscriber) {

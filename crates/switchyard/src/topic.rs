@@ -221,7 +221,13 @@ impl Pattern {
     /// Does `topic` match? A plain linear match, used as the reference in tests; the bus
     /// routes through an index instead.
     pub fn matches(&self, topic: &Topic) -> bool {
-        let mut toks = topic.tokens();
+        self.matches_str(topic.as_str())
+    }
+
+    /// Does the topic string `topic` match? For strings that should not become interned
+    /// [`Topic`]s (e.g. subjects arriving from outside, journal records being filtered).
+    pub fn matches_str(&self, topic: &str) -> bool {
+        let mut toks = topic.split('.');
         for (i, p) in self.tokens.iter().enumerate() {
             match p {
                 PatternToken::Rest => return toks.next().is_some() && i + 1 == self.tokens.len(),

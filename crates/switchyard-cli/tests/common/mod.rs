@@ -75,3 +75,36 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+impl ChildGuard {
+    /// Read the child's stderr until it prints the operations API address; keep draining
+    /// stderr in the background so the child never blocks on it. The address.
+    pub fn api_address(&mut self) -> String {
+        use std::io::BufRead;
+        let mut stderr = std::io::BufReader::new(self.child().stderr.take().expect("piped"));
+        let mut line = String::new();
+        let mut addr = None;
+        while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+            if let Some(rest) = line.split("operations API: http://").nth(1) {
+                addr = rest.split('/').next().map(str::to_owned);
+            }
+            line.clear();
+        }
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        addr.expect("API address printed")
+    }
+}
+
+/// `GET path` on the operations API; the response body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
