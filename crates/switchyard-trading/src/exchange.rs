@@ -162,6 +162,11 @@ impl PaperExchange {
         self.instruments.insert(instrument.id.clone(), instrument);
     }
 
+    /// Whether `instrument` is listed.
+    pub fn is_listed(&self, instrument: &InstrumentId) -> bool {
+        self.instruments.contains_key(instrument)
+    }
+
     /// The order with this client id (open or closed, until purged).
     pub fn order(&self, id: &ClientOrderId) -> Option<&Order> {
         self.orders.get(id)

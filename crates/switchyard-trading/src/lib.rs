@@ -2,9 +2,11 @@
 //! replay and a seeded simulator, the strategy trait with an example strategy, the
 //! pre-trade risk guard, a paper exchange, and positions with P&L.
 //!
-//! Everything here is synchronous and deterministic: decisions are plain `&mut self`
-//! methods that take the time as an argument, so tests (and replays) drive them without
-//! a runtime. The async components that put them on the bus live elsewhere.
+//! Decisions here are synchronous and deterministic: plain `&mut self` methods that take
+//! the time as an argument, so tests (and replays) drive them without a runtime. Two
+//! parts touch the bus: the [`engine`]'s handler (one subscription that runs the whole
+//! chain per market event) and the [`feed`] runner; the lifecycle components that start
+//! them live in `switchyard-node`.
 //!
 //! | module | what |
 //! |---|---|
@@ -13,7 +15,9 @@
 //! | [`feed`] | CSV parsers (Tardis trades/quotes, `timestamp,bid,ask`), a merging replay source, a seeded simulator |
 //! | [`strategy`] | the [`Strategy`](strategy::Strategy) trait and a moving-average crossover |
 //! | [`risk`] | the pre-trade [`RiskGuard`](risk::RiskGuard); only it makes [`RiskApproved`](risk::RiskApproved) orders |
-//! | [`exchange`] | a paper exchange that fills risk-approved orders against market data |
+//! | [`venue`] | the [`ExecutionVenue`](venue::ExecutionVenue) trait: where approved orders go and reports come from |
+//! | [`exchange`] | a paper exchange (a [`ExecutionVenue`](venue::ExecutionVenue)) that fills risk-approved orders against market data |
+//! | [`engine`] | the trading engine: several strategies → risk guards → breakers → venues, on the bus |
 //! | [`portfolio`] | positions and P&L per instrument |
 //! | [`wire`] | type tags and topics of events that leave the process (journal, NATS) |
 #![deny(missing_docs)]
@@ -26,4 +30,5 @@ pub mod num;
 pub mod portfolio;
 pub mod risk;
 pub mod strategy;
+pub mod venue;
 pub mod wire;

@@ -607,6 +607,8 @@ pub enum RejectReason {
     ArithmeticOverflow,
     /// The circuit breaker in front of the venue is open.
     CircuitOpen,
+    /// The request names another strategy than the one that asked for it.
+    ForeignStrategy,
 }
 
 impl fmt::Display for RejectReason {
@@ -631,6 +633,7 @@ impl fmt::Display for RejectReason {
             RejectReason::UnknownOrder => "unknown_order",
             RejectReason::ArithmeticOverflow => "arithmetic_overflow",
             RejectReason::CircuitOpen => "circuit_open",
+            RejectReason::ForeignStrategy => "foreign_strategy",
         };
         f.pad(s)
     }

@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use switchyard::Timestamp;
+use switchyard::kill_switch::{GateState, KillSwitch, Target};
 
 use crate::model::{
     ClientOrderId, Fill, InstrumentId, MarketEvent, OrderRejected, OrderRequest, OrderType, Side,
@@ -42,6 +43,13 @@ pub trait Strategy {
     fn on_rejection(&mut self, rejection: &OrderRejected, ctx: &mut StrategyContext) {
         let _ = (rejection, ctx);
     }
+
+    /// The kill switch changed (a trigger, an escalation or a reset somewhere): the gate
+    /// of some instrument may be different now; read it with [`StrategyContext::gate`].
+    /// Orders asked for here go through the guard at once.
+    fn on_gate_change(&mut self, ctx: &mut StrategyContext) {
+        let _ = ctx;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -52,9 +60,13 @@ struct OpenOrder {
 }
 
 /// What a strategy sees and how it asks for orders.
+///
+/// The engine owns one context per strategy and keeps it current; the methods marked
+/// *runner only* are for the engine (and for tests that drive a strategy by hand).
 #[derive(Debug)]
 pub struct StrategyContext {
     strategy: StrategyId,
+    kill_switch: Option<KillSwitch>,
     positions: HashMap<InstrumentId, Quantity>,
     open: HashMap<ClientOrderId, OpenOrder>,
     orders: Vec<OrderRequest>,
@@ -67,6 +79,7 @@ impl StrategyContext {
     pub fn new(strategy: impl Into<StrategyId>) -> Self {
         StrategyContext {
             strategy: strategy.into(),
+            kill_switch: None,
             positions: HashMap::new(),
             open: HashMap::new(),
             orders: Vec::new(),
@@ -85,7 +98,32 @@ impl StrategyContext {
         self.now
     }
 
-    /// Sets the current time.
+    /// *Runner only*: the kill switch whose gate [`StrategyContext::gate`] reads.
+    pub fn attach_kill_switch(&mut self, kill_switch: KillSwitch) {
+        self.kill_switch = Some(kill_switch);
+    }
+
+    /// Whether this strategy may trade `instrument` now: [`GateState::Open`],
+    /// `ReduceOnly` (only orders that shrink the position pass), `Halt` or `Flatten`
+    /// (nothing passes; flatten closes positions itself). One atomic load while no
+    /// trigger is active. Open when no kill switch is attached.
+    pub fn gate(&self, instrument: &InstrumentId) -> GateState {
+        match &self.kill_switch {
+            None => GateState::Open,
+            Some(k) => k.check(&Target {
+                venue: instrument.venue.as_str(),
+                strategy: self.strategy.as_str(),
+                instrument: instrument.symbol.as_str(),
+            }),
+        }
+    }
+
+    /// `true` when the gate of `instrument` is open for this strategy.
+    pub fn can_trade(&self, instrument: &InstrumentId) -> bool {
+        self.gate(instrument) == GateState::Open
+    }
+
+    /// *Runner only*: sets the current time.
     pub fn set_now(&mut self, now: Timestamp) {
         self.now = now;
     }
@@ -154,6 +192,17 @@ impl StrategyContext {
         Ok(id)
     }
 
+    /// Asks for a GTC limit order (see [`StrategyContext::order`]).
+    pub fn limit_order(
+        &mut self,
+        instrument: &InstrumentId,
+        side: Side,
+        quantity: Quantity,
+        price: crate::num::Price,
+    ) -> Result<ClientOrderId, ArithmeticError> {
+        self.order(instrument, side, quantity, OrderType::Limit { price })
+    }
+
     /// Asks for a market order (see [`StrategyContext::order`]).
     pub fn market_order(
         &mut self,
@@ -164,12 +213,12 @@ impl StrategyContext {
         self.order(instrument, side, quantity, OrderType::Market)
     }
 
-    /// Removes and returns the orders asked for since the last call.
+    /// *Runner only*: removes and returns the orders asked for since the last call.
     pub fn take_orders(&mut self) -> Vec<OrderRequest> {
         std::mem::take(&mut self.orders)
     }
 
-    /// Records a fill: moves the position and reduces the order's leaves (removing it
+    /// *Runner only*: records a fill: moves the position and reduces the order's leaves (removing it
     /// when fully filled).
     pub fn apply_fill(&mut self, fill: &Fill) -> Result<(), ArithmeticError> {
         let signed = fill.signed_quantity()?;
@@ -184,12 +233,12 @@ impl StrategyContext {
         Ok(())
     }
 
-    /// Records that an order will not fill further (rejected, cancelled, expired).
+    /// *Runner only*: records that an order will not fill further (rejected, cancelled, expired).
     pub fn order_closed(&mut self, id: &ClientOrderId) {
         self.open.remove(id);
     }
 
-    /// Records a rejection (same as [`StrategyContext::order_closed`]).
+    /// *Runner only*: records a rejection (same as [`StrategyContext::order_closed`]).
     pub fn apply_rejection(&mut self, rejection: &OrderRejected) {
         self.order_closed(&rejection.client_order_id);
     }
@@ -316,7 +365,6 @@ impl Strategy for MovingAverageCrossover {
         if trade.instrument != self.config.instrument {
             return;
         }
-        ctx.set_now(trade.ts_event);
         match self.update(trade.price.raw()) {
             1 => self.target = self.config.max_position,
             -1 if self.config.allow_short => {
@@ -336,6 +384,19 @@ impl Strategy for MovingAverageCrossover {
         };
         if delta.is_zero() {
             return;
+        }
+        // While the gate is closed, ask for nothing it would refuse: under reduce-only
+        // only an order that moves the position towards flat without crossing it.
+        match ctx.gate(&self.config.instrument) {
+            GateState::Open => {}
+            GateState::ReduceOnly => {
+                let reduces = delta.signum() == -projected.signum()
+                    && delta.checked_abs().ok() <= projected.checked_abs().ok();
+                if !reduces {
+                    return;
+                }
+            }
+            GateState::Flatten | GateState::Halted => return,
         }
         let side = if delta.is_positive() {
             Side::Buy

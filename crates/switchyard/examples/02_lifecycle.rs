@@ -2,7 +2,7 @@
 //!
 //! `feed` (a producer) publishes a price every 100 ms; `strategy` (depends on `feed`)
 //! counts them, and its `checker` task fails every second and is restarted with backoff;
-//! `reporter` (depends on `strategy`) prints the states every second. Ctrl-C stops it
+//! `reporter` (an observer: it stops last) prints the states every second. Ctrl-C stops it
 //! (a second Ctrl-C forces the exit) and prints the shutdown report.
 //!
 //! ```text
@@ -17,7 +17,7 @@ use std::time::Duration;
 use switchyard::bus::sync_handler;
 use switchyard::lifecycle::{
     BoxFuture, Component, ComponentContext, ComponentError, ComponentKind, Escalation, Registry,
-    RestartPolicy, Runtime, RuntimeConfig, signals,
+    RestartPolicy, Runtime, RuntimeConfig, ShutdownTrigger, signals,
 };
 use switchyard::{Bus, Envelope, Topic};
 
@@ -117,6 +117,9 @@ impl Component for Reporter {
     fn dependencies(&self) -> Vec<String> {
         vec!["strategy".into()]
     }
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Observer
+    }
     fn start<'a>(&'a self, ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
         Box::pin(async move {
             let registry = self.registry.clone();
@@ -130,7 +133,11 @@ impl Component for Reporter {
                             .iter()
                             .map(|s| format!("{}={} (restarts {})", s.name, s.state, s.restarts))
                             .collect();
-                        println!("status: {}", line.join(", "));
+                        println!(
+                            "status ({:?}): {}",
+                            registry.overall_health(),
+                            line.join(", ")
+                        );
                     }
                 }
             });
@@ -164,7 +171,9 @@ async fn main() {
         let handle = runtime.shutdown_handle();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(secs)).await;
-            handle.request(format!("demo over after {secs} s"));
+            handle.trigger(ShutdownTrigger::Elapsed {
+                after_ms: secs * 1000,
+            });
         });
     }
     println!("running; Ctrl-C to stop");

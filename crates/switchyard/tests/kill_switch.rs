@@ -243,6 +243,77 @@ fn a_repeated_trigger_keeps_the_first_reason_and_is_audited() {
 }
 
 #[test]
+fn identical_repeat_triggers_are_counted_not_audited_or_published() {
+    let ks = switch();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    ks.set_listener(Arc::new(move |_: &KillSwitchEvent| {
+        c.fetch_add(1, Ordering::Relaxed);
+    }));
+    let request = req(venue("binance"), Mode::Halt, "stale market data");
+    assert_eq!(ks.trigger(request.clone()), TriggerOutcome::Engaged);
+    for _ in 0..10_000 {
+        assert_eq!(
+            ks.trigger(request.clone()),
+            TriggerOutcome::AlreadyActive {
+                mode: Mode::Halt,
+                first_reason: "stale market data".into()
+            }
+        );
+    }
+    let c = ks.counters();
+    assert_eq!((c.triggers, c.repeat_triggers), (1, 10_000));
+    let audit = ks.audit();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, AuditAction::Triggered);
+    assert!(!audit.iter().any(|r| r.action == AuditAction::RepeatTrigger));
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    assert_eq!(ks.check(&T), GateState::Halted);
+}
+
+#[test]
+fn a_repeat_with_another_reason_or_a_laxer_mode_is_still_audited() {
+    let ks = switch();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    ks.set_listener(Arc::new(move |_: &KillSwitchEvent| {
+        c.fetch_add(1, Ordering::Relaxed);
+    }));
+    ks.trigger(req(Scope::All, Mode::Halt, "loss limit"));
+    ks.trigger(req(Scope::All, Mode::Halt, "loss limit"));
+    ks.trigger(req(Scope::All, Mode::Halt, "operator"));
+    ks.trigger(req(Scope::All, Mode::ReduceOnly, "loss limit"));
+    let actions: Vec<_> = ks
+        .audit()
+        .iter()
+        .map(|r| (r.action, r.reason.clone(), r.mode))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (
+                AuditAction::Triggered,
+                "loss limit".into(),
+                Some(Mode::Halt)
+            ),
+            (
+                AuditAction::RepeatTrigger,
+                "operator".into(),
+                Some(Mode::Halt)
+            ),
+            (
+                AuditAction::RepeatTrigger,
+                "loss limit".into(),
+                Some(Mode::ReduceOnly)
+            ),
+        ]
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    let c = ks.counters();
+    assert_eq!((c.triggers, c.repeat_triggers), (1, 3));
+}
+
+#[test]
 fn reset_clears_one_scope_or_all() {
     let ks = switch();
     let now = Instant::now();

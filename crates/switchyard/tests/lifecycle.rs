@@ -72,6 +72,11 @@ struct Comp {
     on_stop: Behave,
     start_hook: Option<Hook>,
     stop_hook: Option<Hook>,
+    /// `Some`: `stop_intake` is overridden (logs `intake:<name>`, runs the hook, behaves).
+    on_intake: Option<Behave>,
+    intake_hook: Option<Hook>,
+    stop_deadline: Option<Duration>,
+    health: Arc<Mutex<Health>>,
 }
 
 impl Comp {
@@ -86,7 +91,32 @@ impl Comp {
             on_stop: Behave::Ok,
             start_hook: None,
             stop_hook: None,
+            on_intake: None,
+            intake_hook: None,
+            stop_deadline: None,
+            health: Arc::new(Mutex::new(Health::Healthy)),
         }
+    }
+    fn observer(mut self) -> Self {
+        self.kind = ComponentKind::Observer;
+        self
+    }
+    fn intake(mut self, b: Behave) -> Self {
+        self.on_intake = Some(b);
+        self
+    }
+    fn on_intake(mut self, f: impl Fn(&ComponentContext) + Send + Sync + 'static) -> Self {
+        self.on_intake.get_or_insert(Behave::Ok);
+        self.intake_hook = Some(Arc::new(f));
+        self
+    }
+    fn own_stop_deadline(mut self, d: Duration) -> Self {
+        self.stop_deadline = Some(d);
+        self
+    }
+    fn health_cell(mut self, h: &Arc<Mutex<Health>>) -> Self {
+        self.health = h.clone();
+        self
     }
     fn deps(mut self, deps: &[&str]) -> Self {
         self.deps = deps.iter().map(|d| d.to_string()).collect();
@@ -148,6 +178,27 @@ impl Component for Comp {
             }
             self.on_stop.run().await
         })
+    }
+    fn stop_intake<'a>(
+        &'a self,
+        ctx: &'a ComponentContext,
+    ) -> BoxFuture<'a, Result<(), ComponentError>> {
+        Box::pin(async move {
+            let Some(b) = &self.on_intake else {
+                return Ok(());
+            };
+            self.log.push(format!("intake:{}", self.name));
+            if let Some(h) = &self.intake_hook {
+                h(ctx);
+            }
+            b.run().await
+        })
+    }
+    fn stop_deadline(&self) -> Option<Duration> {
+        self.stop_deadline
+    }
+    fn health(&self) -> Health {
+        self.health.lock().unwrap().clone()
     }
 }
 
@@ -873,6 +924,479 @@ async fn a_signal_during_start_lets_the_start_finish_then_shuts_down() {
             signal: Signal::Interrupt
         }
     ));
+}
+
+// 7b. Data flow order, intake hooks, own deadlines, end-of-run triggers ----------------------
+
+#[tokio::test(start_paused = true)]
+async fn services_start_before_producers_that_they_do_not_consume() {
+    let log = Log::default();
+    let bus = Bus::with_clock(Arc::new(ManualClock::default()));
+    let mut r = Registry::new(bus);
+    // The engine takes a while to start; the feed declares no dependency on it.
+    r.register(Arc::new(
+        Comp::new("engine", &log).starting(Behave::Sleep(ms(50))),
+    ))
+    .unwrap();
+    let engine = r.watch("engine").unwrap();
+    let l = log.clone();
+    r.register(Arc::new(Comp::new("feed", &log).producer().on_start(
+        move |_| l.push(format!("feed starts, engine {}", *engine.borrow())),
+    )))
+    .unwrap();
+    // A service that consumes the feed still starts after it.
+    r.register(Arc::new(Comp::new("strategy", &log).deps(&["feed"])))
+        .unwrap();
+    r.start_all(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        log.take(),
+        [
+            "start:engine",
+            "start:feed",
+            "feed starts, engine running",
+            "start:strategy"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn implicit_start_waits_never_close_a_cycle() {
+    let log = Log::default();
+    // a consumes p2, b consumes p1: "p1 waits for a" and "p2 waits for b" together would
+    // deadlock (p1 → a → p2 → b → p1), so one of them is skipped.
+    let (r, _bus) = registry_with(vec![
+        Comp::new("p1", &log).producer(),
+        Comp::new("p2", &log).producer(),
+        Comp::new("a", &log).deps(&["p2"]),
+        Comp::new("b", &log).deps(&["p1"]),
+    ]);
+    r.start_all(ms(100)).await.unwrap();
+    assert!(
+        r.states()
+            .iter()
+            .all(|(_, s)| *s == LifecycleState::Running),
+        "{:?}",
+        r.states()
+    );
+    let order = log.take();
+    let pos = |s: &str| order.iter().position(|x| x == s).unwrap();
+    assert!(pos("start:p2") < pos("start:a"), "{order:?}");
+    assert!(pos("start:p1") < pos("start:b"), "{order:?}");
+    assert!(pos("start:a") < pos("start:p1"), "{order:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_stops_the_producers_first() {
+    let log = Log::default();
+    let (r, _bus) = registry_with(vec![
+        Comp::new("engine", &log),
+        Comp::new("feed", &log).producer(),
+        Comp::new("recorder", &log)
+            .deps(&["feed"])
+            .starting(Behave::Fail("disk full")),
+    ]);
+    let err = r.start_all(ms(100)).await.unwrap_err();
+    assert_eq!(err.component(), Some("recorder"));
+    assert_eq!(
+        log.take(),
+        [
+            "start:engine",
+            "start:feed",
+            "start:recorder",
+            "stop:feed",
+            "stop:engine"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn observers_start_by_their_dependencies_and_stop_after_every_service() {
+    let log = Log::default();
+    let (r, bus) = registry_with(vec![
+        Comp::new("feed", &log).producer(),
+        Comp::new("engine", &log),
+        // Depends on the engine, yet stops after it: status stays readable to the end.
+        Comp::new("ops", &log).observer().deps(&["engine"]),
+        Comp::new("journal", &log).deps(&["feed"]),
+    ]);
+    let rt = Runtime::new(r.clone(), bus, RuntimeConfig::default());
+    rt.shutdown_handle().request("done");
+    let report = rt.run(std::future::pending()).await.unwrap();
+    let lines = log.take();
+    assert_eq!(
+        lines[..4],
+        ["start:engine", "start:ops", "start:feed", "start:journal"]
+    );
+    // The producer first, the observer last; the two services (independent) between.
+    let mut middle = lines[5..7].to_vec();
+    middle.sort();
+    assert_eq!(
+        (lines[4].as_str(), middle, lines[7].as_str(), lines.len()),
+        (
+            "stop:feed",
+            vec!["stop:engine".to_string(), "stop:journal".into()],
+            "stop:ops",
+            8
+        )
+    );
+    let names: Vec<_> = report.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!((names[0], names[3]), ("feed", "ops"));
+    assert_eq!(report.exit_code(), 0, "{report}");
+    let ops = r.health().into_iter().find(|s| s.name == "ops").unwrap();
+    assert_eq!(ops.kind, ComponentKind::Observer);
+}
+
+#[tokio::test(start_paused = true)]
+async fn intake_hooks_run_after_the_producers_before_the_drain_while_components_run() {
+    let log = Log::default();
+    let bus = Bus::with_clock(Arc::new(ManualClock::default()));
+    let mut r = Registry::new(bus.clone());
+    let hook = |log: &Log, bus: &Bus| {
+        let (log, bus) = (log.clone(), bus.clone());
+        move |ctx: &ComponentContext| {
+            log.push(format!(
+                "{} intake: bus closed {}, cancelled {}",
+                ctx.name(),
+                bus.is_closed(),
+                ctx.cancellation().is_cancelled()
+            ))
+        }
+    };
+    for c in [
+        // A producer's intake hook is not called: it stops outright.
+        Comp::new("feed", &log)
+            .producer()
+            .on_intake(hook(&log, &bus)),
+        Comp::new("engine", &log).on_intake(hook(&log, &bus)),
+        Comp::new("bridge", &log)
+            .deps(&["engine"])
+            .on_intake(hook(&log, &bus)),
+        Comp::new("ops", &log)
+            .observer()
+            .on_intake(hook(&log, &bus)),
+    ] {
+        r.register(Arc::new(c)).unwrap();
+    }
+    let states = r.clone();
+    let rt = Runtime::new(r.clone(), bus, RuntimeConfig::default());
+    rt.shutdown_handle().request("done");
+    let report = rt.run(std::future::pending()).await.unwrap();
+    let lines: Vec<_> = log
+        .take()
+        .into_iter()
+        .filter(|l| !l.starts_with("start:"))
+        .collect();
+    let pos = |s: &str| lines.iter().position(|x| x == s).unwrap();
+    assert_eq!(lines[0], "stop:feed", "{lines:?}");
+    for n in ["engine", "bridge", "ops"] {
+        assert!(
+            lines.contains(&format!("{n} intake: bus closed false, cancelled false")),
+            "{lines:?}"
+        );
+        assert!(pos(&format!("intake:{n}")) < pos(&format!("stop:{n}")));
+        assert!(pos(&format!("intake:{n}")) < pos("stop:engine"));
+    }
+    // Reverse dependency order: the bridge (depends on the engine) first.
+    assert!(pos("intake:bridge") < pos("intake:engine"), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("feed intake")),
+        "{lines:?}"
+    );
+    let mut called: Vec<_> = report.intake.iter().map(|c| c.name.as_str()).collect();
+    called.sort();
+    assert_eq!(called, ["bridge", "engine", "ops"]);
+    assert!(
+        report
+            .intake
+            .iter()
+            .all(|c| c.outcome == StopOutcome::Stopped)
+    );
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(states.state("engine"), Some(LifecycleState::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_or_late_intake_hook_is_reported_and_gives_exit_code_70() {
+    let log = Log::default();
+    let (r, bus) = registry_with(vec![
+        Comp::new("bridge", &log).intake(Behave::Fail("flush failed")),
+        Comp::new("slow", &log).intake(Behave::Hang),
+        Comp::new("fine", &log).intake(Behave::Ok),
+    ]);
+    let rt = Runtime::new(r.clone(), bus, RuntimeConfig::default());
+    rt.shutdown_handle().request("done");
+    let t0 = Instant::now();
+    let report = rt.run(std::future::pending()).await.unwrap();
+    // The hanging hook is given up on at the stop deadline (5 s by default).
+    assert_eq!(t0.elapsed(), Duration::from_secs(5));
+    let intake = |n: &str| {
+        report
+            .intake
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap()
+            .outcome
+            .clone()
+    };
+    assert!(
+        matches!(intake("bridge"), StopOutcome::Failed(m) if m.contains("flush failed")),
+        "{report:?}"
+    );
+    assert_eq!(intake("slow"), StopOutcome::Abandoned);
+    assert_eq!(intake("fine"), StopOutcome::Stopped);
+    // Their stops still ran, cleanly.
+    assert!(
+        report
+            .components
+            .iter()
+            .all(|c| c.outcome == StopOutcome::Stopped),
+        "{report:?}"
+    );
+    assert_eq!(r.state("bridge"), Some(LifecycleState::Stopped));
+    let bridge = r.health().into_iter().find(|s| s.name == "bridge").unwrap();
+    assert!(bridge.last_error.unwrap().contains("flush failed"));
+    assert_eq!(report.exit_code(), 70, "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("bridge (intake)") && text.contains("slow (intake)"),
+        "{text}"
+    );
+    assert!(!text.contains("fine (intake)"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_shutdown_event_follows_trailing_data_and_end_of_stream_markers() {
+    let log = Log::default();
+    let tick_seq = Arc::new(AtomicU64::new(0));
+    let eos_seq = Arc::new(AtomicU64::new(0));
+    let (t, e) = (tick_seq.clone(), eos_seq.clone());
+    let (r, bus) = registry_with(vec![
+        Comp::new("feed", &log).producer().on_stop(move |ctx| {
+            let seq = ctx
+                .bus()
+                .try_publish(Topic::new("ticks").unwrap(), 99u64)
+                .unwrap();
+            t.store(seq, Ordering::SeqCst);
+        }),
+        Comp::new("bridge", &log).on_intake(move |ctx| {
+            let seq = ctx
+                .bus()
+                .try_publish(Topic::new("eos").unwrap(), "end of stream".to_string())
+                .unwrap();
+            e.store(seq, Ordering::SeqCst);
+        }),
+    ]);
+    let (tx, mut shutdown_seq) = mpsc::unbounded_channel();
+    let _ctl = bus
+        .subscribe_control("ctl", move |c| {
+            if let ControlEvent::Shutdown { .. } = &c.event {
+                let _ = tx.send(c.seq);
+            }
+            async { Ok(()) }
+        })
+        .unwrap();
+    let rt = Runtime::new(r, bus, RuntimeConfig::default());
+    rt.shutdown_handle().request("done");
+    rt.run(std::future::pending()).await.unwrap();
+    let shutdown = shutdown_seq.recv().await.unwrap();
+    let (tick, eos) = (
+        tick_seq.load(Ordering::SeqCst),
+        eos_seq.load(Ordering::SeqCst),
+    );
+    assert!(tick > 0 && eos > tick, "tick {tick}, eos {eos}");
+    assert!(shutdown > eos, "shutdown {shutdown}, eos {eos}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_component_stop_deadline_overrides_the_runtime_default() {
+    let log = Log::default();
+    let (r, bus) = registry_with(vec![
+        Comp::new("journal", &log)
+            .stopping(Behave::Sleep(Duration::from_secs(10)))
+            .own_stop_deadline(Duration::from_secs(30)),
+        Comp::new("plain", &log).stopping(Behave::Sleep(Duration::from_secs(10))),
+    ]);
+    let config = RuntimeConfig::default();
+    assert_eq!(config.stop_deadline, Duration::from_secs(5));
+    let rt = Runtime::new(r.clone(), bus, config);
+    rt.shutdown_handle().request("done");
+    let t0 = Instant::now();
+    let report = rt.run(std::future::pending()).await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::from_secs(10));
+    let line = |n: &str| report.components.iter().find(|c| c.name == n).unwrap();
+    assert_eq!(line("journal").outcome, StopOutcome::Stopped);
+    assert_eq!(line("journal").stop_ms, 10_000);
+    assert_eq!(line("plain").outcome, StopOutcome::Abandoned);
+    assert_eq!(line("plain").stop_ms, 5_000);
+    assert_eq!(r.state("journal"), Some(LifecycleState::Stopped));
+    assert_eq!(r.state("plain"), Some(LifecycleState::Failed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_component_completing_its_work_shuts_down_with_exit_code_0() {
+    let log = Log::default();
+    let (r, bus) = registry_with(vec![Comp::new("replay", &log).producer().on_start(|ctx| {
+        let ctx2 = ctx.clone();
+        ctx.spawn("read", move || {
+            let ctx = ctx2.clone();
+            async move {
+                tokio::time::sleep(ms(20)).await;
+                ctx.complete("end of replay file");
+                Ok(())
+            }
+        });
+    })]);
+    let rt = Runtime::new(r, bus, RuntimeConfig::default());
+    let report = rt.run(std::future::pending()).await.unwrap();
+    assert_eq!(
+        report.reason,
+        ShutdownTrigger::Completed {
+            source: "replay".into(),
+            detail: "end of replay file".into()
+        }
+    );
+    assert_eq!(
+        report.reason.to_string(),
+        "completed by replay: end of replay file"
+    );
+    assert_eq!(report.exit_code(), 0, "{report}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_elapsed_run_duration_shuts_down_with_exit_code_0() {
+    let log = Log::default();
+    let (r, bus) = registry_with(vec![Comp::new("a", &log)]);
+    let rt = Runtime::new(r, bus, RuntimeConfig::default());
+    let t0 = Instant::now();
+    let report = rt
+        .run(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            ShutdownTrigger::Elapsed { after_ms: 30_000 }
+        })
+        .await
+        .unwrap();
+    assert_eq!(t0.elapsed(), Duration::from_secs(30));
+    assert_eq!(report.reason, ShutdownTrigger::Elapsed { after_ms: 30_000 });
+    assert_eq!(report.reason.to_string(), "ran for 30000 ms");
+    assert_eq!(report.exit_code(), 0, "{report}");
+    assert!(report.to_string().contains("ran for 30000 ms"));
+}
+
+/// A producer that counts in a cooperative task and collects the count at stop.
+struct Counter {
+    handle: Mutex<Option<tokio::task::JoinHandle<u64>>>,
+    counted: Arc<AtomicU64>,
+    seen_at_stop: Arc<Mutex<Option<(bool, u64)>>>,
+    progress: tokio::sync::watch::Sender<u64>,
+}
+
+impl Component for Counter {
+    fn name(&self) -> &str {
+        "counter"
+    }
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Producer
+    }
+    fn start<'a>(&'a self, ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
+        Box::pin(async move {
+            let token = ctx.cancellation().clone();
+            let counted = self.counted.clone();
+            let progress = self.progress.clone();
+            let handle = ctx.spawn_cooperative("count", async move {
+                let mut n = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(ms(1)) => {
+                            n += 1;
+                            counted.store(n, Ordering::SeqCst);
+                            progress.send_replace(n);
+                        }
+                    }
+                }
+                n
+            });
+            *self.handle.lock().unwrap() = Some(handle);
+            Ok(())
+        })
+    }
+    fn stop<'a>(&'a self, _: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
+        Box::pin(async move {
+            let handle = self.handle.lock().unwrap().take().expect("started");
+            let finished = handle.is_finished();
+            let n = handle.await.map_err(ComponentError::new)?;
+            *self.seen_at_stop.lock().unwrap() = Some((finished, n));
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cooperative_task_finishes_by_itself_and_stop_collects_its_result() {
+    let bus = Bus::with_clock(Arc::new(ManualClock::default()));
+    let mut r = Registry::new(bus);
+    let counted = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(Mutex::new(None));
+    let (progress, mut watch) = tokio::sync::watch::channel(0);
+    r.register(Arc::new(Counter {
+        handle: Mutex::new(None),
+        counted: counted.clone(),
+        seen_at_stop: seen.clone(),
+        progress,
+    }))
+    .unwrap();
+    r.start_all(ms(100)).await.unwrap();
+    watch.wait_for(|n| *n >= 5).await.unwrap();
+    let report = r.stop_all(ms(100)).await;
+    assert!(report.is_clean(), "{report:?}");
+    let (finished, n) = seen.lock().unwrap().expect("stop collected the result");
+    assert!(
+        finished,
+        "the registry waited for the task before calling stop"
+    );
+    assert!(n >= 5);
+    assert_eq!(n, counted.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn overall_health_rolls_up_the_components() {
+    let log = Log::default();
+    let lag = Arc::new(Mutex::new(Health::Healthy));
+    let fail_now = Arc::new(Notify::new());
+    let f = fail_now.clone();
+    let (r, _bus) = registry_with(vec![
+        Comp::new("feed", &log).producer(),
+        Comp::new("engine", &log).health_cell(&lag),
+        Comp::new("risk", &log)
+            .policy(RestartPolicy::never(Escalation::MarkFailed))
+            .on_start(move |ctx| {
+                let f = f.clone();
+                ctx.spawn("limits", move || {
+                    let f = f.clone();
+                    async move {
+                        f.notified().await;
+                        Err(ComponentError::msg("limits lost"))
+                    }
+                })
+            }),
+    ]);
+    r.start_all(ms(100)).await.unwrap();
+    assert_eq!(r.overall_health(), Health::Healthy);
+    *lag.lock().unwrap() = Health::Degraded("lagging 2s".into());
+    assert_eq!(
+        r.overall_health(),
+        Health::Degraded("engine: lagging 2s".into())
+    );
+    fail_now.notify_one();
+    wait_state(&r, "risk", LifecycleState::Failed).await;
+    let Health::Unhealthy(reason) = r.overall_health() else {
+        panic!("{:?}", r.overall_health())
+    };
+    assert!(
+        reason.starts_with("risk: failed:") && reason.contains("limits lost"),
+        "{reason}"
+    );
+    assert!(!reason.contains("engine"), "{reason}");
 }
 
 // 8. Real signals -----------------------------------------------------------------------------

@@ -1,15 +1,25 @@
-//! The whole pipeline at max speed on the real BTCUSDT files, against the same chain run
-//! synchronously without the bus (the floor the bus adds to).
+//! The whole pipeline at max speed on the real BTCUSDT files, run by the node (one
+//! strategy, then four), against two same-run baselines: the same engine wired by hand on
+//! a bus without the node's components, and the same chain called synchronously without
+//! the bus (the floor the bus adds to).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use switchyard::Bus;
-use switchyard::kill_switch::GateState;
-use switchyard_trading::feed::{FileSpec, ReplayOptions, ReplaySource};
-use switchyard_trading::strategy::{Strategy, StrategyContext};
-
-use crate::config::Config;
+use switchyard::breaker::Breaker;
+use switchyard::bus::Overflow;
+use switchyard::kill_switch::{GateState, KillSwitch, KillSwitchConfig};
+use switchyard_node::{Config, Node};
+use switchyard_trading::engine::{EngineCore, EngineHandler};
+use switchyard_trading::exchange::{ExchangeConfig, PaperExchange};
+use switchyard_trading::feed::{FeedStats, FileSpec, ReplayOptions, ReplaySource, run_feed};
+use switchyard_trading::model::{Instrument, MarketEvent};
+use switchyard_trading::risk::RiskGuard;
+use switchyard_trading::strategy::{
+    CrossoverConfig, MovingAverageCrossover, Strategy, StrategyContext,
+};
 
 /// The committed BTCUSDT files: from the working directory, else from the source tree.
 pub fn testdata(name: &str) -> PathBuf {
@@ -28,25 +38,68 @@ pub fn btc_files() -> Vec<PathBuf> {
     ]
 }
 
-fn bench_config(repeat: u32) -> anyhow::Result<Config> {
+fn bench_config(repeat: u32, strategies: usize) -> anyhow::Result<Config> {
     let mut cfg = Config::load(None)?;
     cfg.run.feed = "replay".into();
     cfg.run.files = btc_files();
     cfg.run.speed = "max".into();
     cfg.run.repeat = repeat;
     cfg.run.http = String::new();
-    // Let the strategy trade freely so orders flow through the whole chain.
+    cfg.journal.enabled = false;
+    // Let the strategies trade freely so orders flow through the whole chain.
     cfg.risk.orders_per_second = 1_000_000;
     cfg.risk.burst = 1_000_000;
+    cfg.risk.max_open_orders = 1_000;
+    cfg.risk.max_position = "1".parse()?;
     cfg.risk.daily_loss_limit = "1000000".parse()?;
-    cfg.strategy.fast = 5;
-    cfg.strategy.slow = 20;
+    let first = cfg.strategy[0].clone();
+    cfg.strategy.clear();
+    for i in 0..strategies {
+        let mut s = first.clone();
+        s.name = format!("mac-{}", i + 1);
+        s.params
+            .insert("fast".into(), toml::Value::Integer(5 + i as i64));
+        s.params
+            .insert("slow".into(), toml::Value::Integer(20 + 5 * i as i64));
+        cfg.strategy.push(s);
+    }
     Ok(cfg)
 }
 
+fn crossover(cfg: &Config) -> anyhow::Result<MovingAverageCrossover> {
+    let s = &cfg.strategy[0];
+    let int = |k: &str| {
+        s.params
+            .get(k)
+            .and_then(toml::Value::as_integer)
+            .unwrap_or(0) as usize
+    };
+    Ok(MovingAverageCrossover::new(CrossoverConfig {
+        name: s.name.as_str().into(),
+        instrument: s.instrument(),
+        fast: int("fast"),
+        slow: int("slow"),
+        max_position: "0.01".parse()?,
+        allow_short: true,
+    })?)
+}
+
+fn paper(cfg: &Config) -> PaperExchange {
+    let v = &cfg.venue[0];
+    let mut ex = PaperExchange::new(ExchangeConfig {
+        latency: Duration::from_millis(v.latency_ms),
+        taker_fee_bps: v.taker_fee_bps,
+        maker_fee_bps: v.maker_fee_bps,
+    });
+    ex.add_instrument(Instrument::new(cfg.strategy[0].instrument(), v.tick, v.lot));
+    ex
+}
+
 fn sync_chain(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
-    let (mut strategy, mut guard, mut ex) = crate::run::trading_parts(cfg)?;
-    let mut ctx = StrategyContext::new(cfg.strategy.name.as_str());
+    let mut strategy = crossover(cfg)?;
+    let mut guard = RiskGuard::new(cfg.risk.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut ex = paper(cfg);
+    let mut ctx = StrategyContext::new(cfg.strategy[0].name.as_str());
     let start = Instant::now();
     let mut n = 0u64;
     let t0 = Instant::now();
@@ -80,37 +133,67 @@ fn sync_chain(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
     Ok((n, start.elapsed()))
 }
 
-/// `pipeline_eps`, `tick_to_order_p99_us`, and the synchronous baseline.
+/// The engine on a bus subscription fed by the replay, wired by hand (no node).
+async fn hand_built(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
+    let bus = Bus::new();
+    let ks = KillSwitch::new(KillSwitchConfig::default(), None, bus.clock())?;
+    let guard = RiskGuard::new(cfg.risk.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let breaker = Breaker::new("bench", cfg.breaker.clone())?;
+    let engine = EngineCore::builder(bus.clone(), ks, guard)
+        .venue(cfg.venue[0].name.clone(), Box::new(paper(cfg)), breaker)?
+        .strategy(Box::new(crossover(cfg)?), None)?
+        .build()?;
+    let engine = Arc::new(Mutex::new(engine));
+    let _sub = bus
+        .subscription::<MarketEvent>("market_data.>")?
+        .capacity(8192)
+        .overflow(Overflow::Block)
+        .control(true)
+        .subscribe(EngineHandler::new(engine))?;
+    let source = switchyard_node::feed_source(cfg)?;
+    let start = Instant::now();
+    let s = run_feed(
+        bus.clone(),
+        source,
+        Default::default(),
+        Arc::new(FeedStats::default()),
+    )
+    .await?;
+    bus.shutdown(Duration::from_secs(30)).await;
+    Ok((s.published, start.elapsed()))
+}
+
+async fn through_node(cfg: Config) -> anyhow::Result<(u64, Duration, switchyard_node::RunSummary)> {
+    let node = Node::builder(cfg).build()?;
+    let start = Instant::now();
+    let s = node.run(std::future::pending()).await?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(s.shutdown.undelivered() == 0, "events left undelivered");
+    Ok((s.feed.published, elapsed, s))
+}
+
+/// `pipeline_eps` (1 strategy) and `pipeline_4_strategies_eps` through the node,
+/// `handbuilt_pipeline_eps` and `sync_chain_eps` baselines, tick-to-order latency.
 pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let per_pass = 19_998u64;
     let repeat = events.div_ceil(per_pass).max(1) as u32;
-    let cfg = bench_config(repeat)?;
-    let bus = Bus::new();
-    let (pipeline, _sub) = crate::run::build(&cfg, bus.clone())?;
-    let source = crate::run::feed_source(&cfg)?;
-    let start = Instant::now();
-    let summary = switchyard_trading::feed::run_feed(
-        bus.clone(),
-        source,
-        tokio_util::sync::CancellationToken::new(),
-        pipeline.feed_stats.clone(),
-    )
-    .await?;
-    let report = bus.shutdown(Duration::from_secs(30)).await;
-    let elapsed = start.elapsed();
-    let view = pipeline.view();
-    anyhow::ensure!(report.undelivered() == 0, "events left undelivered");
-    let (n_sync, t_sync) = sync_chain(&cfg)?;
+    let one = bench_config(repeat, 1)?;
+    let (n1, t1, s1) = through_node(one.clone()).await?;
+    let (n4, t4, s4) = through_node(bench_config(repeat, 4)?).await?;
+    let (nh, th) = hand_built(&one).await?;
+    let (n_sync, t_sync) = sync_chain(&one)?;
+    let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
     Ok(vec![
-        ("events", summary.published as f64),
-        (
-            "pipeline_eps",
-            summary.published as f64 / elapsed.as_secs_f64(),
-        ),
-        ("sync_chain_eps", n_sync as f64 / t_sync.as_secs_f64()),
-        ("orders", view.stats.orders as f64),
-        ("fills", view.stats.fills as f64),
-        ("tick_to_order_p50_us", view.tick_to_order_us.0),
-        ("tick_to_order_p99_us", view.tick_to_order_us.1),
+        ("events", n1 as f64),
+        ("pipeline_eps", eps(n1, t1)),
+        ("pipeline_4_strategies_eps", eps(n4, t4)),
+        ("handbuilt_pipeline_eps", eps(nh, th)),
+        ("node_vs_handbuilt_ratio", eps(n1, t1) / eps(nh, th)),
+        ("sync_chain_eps", eps(n_sync, t_sync)),
+        ("orders", s1.engine.stats.orders as f64),
+        ("fills", s1.engine.stats.fills as f64),
+        ("orders_4_strategies", s4.engine.stats.orders as f64),
+        ("tick_to_order_p50_us", s1.engine.tick_to_order_us.0),
+        ("tick_to_order_p99_us", s1.engine.tick_to_order_us.1),
     ])
 }

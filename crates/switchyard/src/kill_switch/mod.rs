@@ -20,7 +20,11 @@
 //! * **Repeated triggers keep the first reason.** Triggering an active scope again is
 //!   audited ([`AuditAction::RepeatTrigger`]) and changes nothing — unless the mode is
 //!   stricter, which raises the scope's mode ([`AuditAction::Escalated`]); the first
-//!   reason, source and time stay. Different scopes accumulate.
+//!   reason, source and time stay. Different scopes accumulate. An *identical* repeat
+//!   (same mode as the scope's, same reason as its first trigger) is only counted
+//!   (`repeat_triggers`): not audited, not passed to the listener, logged at `debug`.
+//!   Other repeats' `warn` lines are rate-limited to one per scope per 10 s of the
+//!   clock.
 //! * **Reset needs the operator secret.** [`KillSwitch::reset`] (one scope, or all)
 //!   needs the configured [`OperatorSecret`], compared in constant time. No secret
 //!   configured: every reset is refused ([`ResetError::NoSecretConfigured`]). A wrong
@@ -31,12 +35,13 @@
 //!   During a lockout every attempt, even with the right secret, is refused with
 //!   [`ResetError::LockedOut`] (`retry_after` says how long). A successful reset clears
 //!   the count and the backoff.
-//! * **Everything is audited.** Every trigger, repeated trigger, reset and refused reset
-//!   becomes an [`AuditRecord`] (gapless `seq`, time from the injected
+//! * **Everything is audited.** Every trigger, non-identical repeated trigger, reset and
+//!   refused reset becomes an [`AuditRecord`] (gapless `seq`, time from the injected
 //!   [`Clock`](crate::Clock)), kept in a bounded ring ([`KillSwitch::audit`]), passed to
 //!   the listener ([`KillSwitch::set_listener`]) with the new active set, and logged with
-//!   `tracing::warn!`. The secret is never logged, audited, or printed: [`OperatorSecret`]
-//!   formats as `[redacted]` and no error carries it.
+//!   `tracing::warn!` (repeats rate-limited, see above). The secret is never logged,
+//!   audited, or printed: [`OperatorSecret`] formats as `[redacted]` and no error
+//!   carries it.
 //! * **Automatic triggers** come from a [`KillPolicy`]: synchronous rules that turn
 //!   observations (loss, rejection and error rates, breakers open too long, stale market
 //!   data, escalated components) into [`TriggerRequest`]s for the caller to pass to

@@ -16,6 +16,10 @@ use super::{GateState, Mode, Scope, Target};
 use crate::breaker::duration_format;
 use crate::clock::{Clock, Timestamp};
 
+/// At most one "kill switch triggered again" warning per scope within this much of the
+/// kill switch's clock; the others are logged at `debug`.
+const REPEAT_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The largest audit ring a configuration may ask for.
 pub const MAX_AUDIT_CAPACITY: usize = 1_000_000;
 
@@ -276,6 +280,8 @@ struct Inner {
     secret: Option<OperatorSecret>,
     clock: Arc<dyn Clock>,
     listener: RwLock<Option<KillSwitchListener>>,
+    /// When the last "triggered again" warning was logged, per scope.
+    repeat_warned: Mutex<Vec<(Scope, Timestamp)>>,
     triggers: AtomicU64,
     repeat_triggers: AtomicU64,
     resets: AtomicU64,
@@ -323,6 +329,7 @@ impl KillSwitch {
                 secret,
                 clock,
                 listener: RwLock::new(None),
+                repeat_warned: Mutex::new(Vec::new()),
                 triggers: AtomicU64::new(0),
                 repeat_triggers: AtomicU64::new(0),
                 resets: AtomicU64::new(0),
@@ -391,8 +398,18 @@ impl KillSwitch {
     ///
     /// Triggering a scope that is already active keeps its first reason and source; a
     /// stricter mode raises the scope's mode ([`TriggerOutcome::Escalated`]), a laxer or
-    /// equal one changes nothing ([`TriggerOutcome::AlreadyActive`]). Either way the
-    /// attempt is audited. Different scopes accumulate.
+    /// equal one changes nothing ([`TriggerOutcome::AlreadyActive`]). Different scopes
+    /// accumulate.
+    ///
+    /// Every repeat (escalations included) is counted in
+    /// [`KillSwitchCounters::repeat_triggers`]. An escalation is audited, passed to the
+    /// listener and logged at `warn`. A repeat that is **identical** — same mode as the
+    /// scope's current mode and same reason as its first trigger (a policy rule firing
+    /// on every observation) — is only counted: no audit record, no listener call, a
+    /// `debug` log line. Any other repeat (another reason, or a laxer mode) is audited
+    /// ([`AuditAction::RepeatTrigger`]) and passed to the listener as before, but its
+    /// `warn` log line is rate-limited: at most one "kill switch triggered again"
+    /// warning per scope per 10 s of the kill switch's clock, the others at `debug`.
     pub fn trigger(&self, request: TriggerRequest) -> TriggerOutcome {
         let TriggerRequest {
             scope,
@@ -403,6 +420,22 @@ impl KillSwitch {
         let (outcome, event) = {
             let mut active = self.write_active();
             let at = self.inner.clock.now();
+            if let Some(existing) = active
+                .iter()
+                .find(|a| a.scope == scope && a.mode == mode && a.reason == reason)
+            {
+                let outcome = TriggerOutcome::AlreadyActive {
+                    mode: existing.mode,
+                    first_reason: existing.reason.clone(),
+                };
+                drop(active);
+                self.inner.repeat_triggers.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    scope = ?scope, mode = ?mode, reason = %reason, source = %source,
+                    "kill switch triggered again, identically (counted, not audited)"
+                );
+                return outcome;
+            }
             let (outcome, action) = match active.iter_mut().find(|a| a.scope == scope) {
                 None => {
                     active.push(ActiveTrigger {
@@ -472,14 +505,39 @@ impl KillSwitch {
             }
             TriggerOutcome::AlreadyActive { .. } => {
                 self.inner.repeat_triggers.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    scope = ?r.scope, mode = ?r.mode, reason = %r.reason,
-                    source = %r.source_or_who, "kill switch triggered again (already active)"
-                );
+                let scope = r.scope.as_ref().unwrap_or(&Scope::All);
+                if self.repeat_warn_due(scope, r.at) {
+                    tracing::warn!(
+                        scope = ?r.scope, mode = ?r.mode, reason = %r.reason,
+                        source = %r.source_or_who, "kill switch triggered again (already active)"
+                    );
+                } else {
+                    tracing::debug!(
+                        scope = ?r.scope, mode = ?r.mode, reason = %r.reason,
+                        source = %r.source_or_who, "kill switch triggered again (already active)"
+                    );
+                }
             }
         }
         self.notify(&event);
         outcome
+    }
+
+    /// True if a "triggered again" warning for `scope` is due at `now` (none within the
+    /// last [`REPEAT_WARN_INTERVAL`]); if so, records `now` as the last one.
+    fn repeat_warn_due(&self, scope: &Scope, now: Timestamp) -> bool {
+        let mut warned = lock(&self.inner.repeat_warned);
+        match warned.iter_mut().find(|(s, _)| s == scope) {
+            Some((_, last)) if now.saturating_duration_since(*last) < REPEAT_WARN_INTERVAL => false,
+            Some((_, last)) => {
+                *last = now;
+                true
+            }
+            None => {
+                warned.push((scope.clone(), now));
+                true
+            }
+        }
     }
 
     /// Open the gate again: for `scope`, or for every scope when `None`.
@@ -556,6 +614,7 @@ impl KillSwitch {
                 .drain(..)
                 .partition(|a| scope.as_ref().is_none_or(|s| *s == a.scope));
             *active = kept;
+            lock(&self.inner.repeat_warned).retain(|(s, _)| active.iter().any(|a| a.scope == *s));
             if active.is_empty() {
                 self.inner.engaged.store(false, Ordering::SeqCst);
             }
@@ -644,6 +703,22 @@ impl KillSwitch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeat_warnings_are_rate_limited_per_scope_by_the_clock() {
+        let clock = crate::clock::ManualClock::new(Timestamp::from_nanos(0));
+        let ks = KillSwitch::new(KillSwitchConfig::default(), None, Arc::new(clock)).unwrap();
+        let venue = Scope::Venue("a".into());
+        let at = |secs: u64| Timestamp::from_nanos(secs * 1_000_000_000);
+        assert!(ks.repeat_warn_due(&venue, at(1)));
+        assert!(!ks.repeat_warn_due(&venue, at(2)));
+        assert!(!ks.repeat_warn_due(&venue, at(10)));
+        // Another scope has its own budget.
+        assert!(ks.repeat_warn_due(&Scope::All, at(2)));
+        assert!(ks.repeat_warn_due(&venue, at(11)));
+        assert!(!ks.repeat_warn_due(&venue, at(20)));
+        assert!(ks.repeat_warn_due(&venue, at(21)));
+    }
 
     #[test]
     fn limiter_doubles_up_to_the_max_and_clears_on_success() {

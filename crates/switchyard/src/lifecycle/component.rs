@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,8 +21,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A part of the system with a start and a stop: a feed, a strategy, a journal writer.
 ///
-/// The registry calls `name`, `dependencies`, `kind` and `restart_policy` once, at
-/// registration. See the [module docs](super) for what `start` and `stop` may do and
+/// The registry calls `name`, `dependencies`, `kind`, `restart_policy` and
+/// `stop_deadline` once, at registration. See the [module docs](super) for what `start` and `stop` may do and
 /// the deadlines they run under.
 ///
 /// ```
@@ -53,7 +54,8 @@ pub trait Component: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Producer or service; producers stop first at shutdown.
+    /// Producer, service or observer: where the component starts and stops relative to
+    /// the others (producers start last and stop first, observers stop last).
     fn kind(&self) -> ComponentKind {
         ComponentKind::Service
     }
@@ -70,6 +72,35 @@ pub trait Component: Send + Sync + 'static {
     /// Release what `start` acquired. Called once, after the component's supervised
     /// tasks have ended, only if `start` succeeded. Must finish within the stop deadline.
     fn stop<'a>(&'a self, ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>>;
+
+    /// Stop taking events in from outside (e.g. a NATS bridge's importers) and finish
+    /// hand-offs that must happen before the bus drains (e.g. flush exports then publish
+    /// an end-of-stream marker).
+    ///
+    /// Called once for every started non-producer component (services and observers)
+    /// after the producers stopped and before the bus drains, in reverse dependency
+    /// order, under the component's stop deadline. The component keeps running (its
+    /// tasks are not cancelled) until its `stop`. A failure, panic or timeout is
+    /// recorded as the component's last error and in
+    /// [`ShutdownReport::intake`](super::ShutdownReport::intake) (exit code 70), but the
+    /// component is not marked failed and its `stop` is still called. The default does
+    /// nothing.
+    fn stop_intake<'a>(
+        &'a self,
+        ctx: &'a ComponentContext,
+    ) -> BoxFuture<'a, Result<(), ComponentError>> {
+        let _ = ctx;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The deadline of this component's stop (and of its `stop_intake`), replacing the
+    /// runtime's [`stop_deadline`](super::RuntimeConfig::stop_deadline) (or the deadline
+    /// given to [`Registry::stop_all`](super::Registry::stop_all) and the rollback) when
+    /// `Some`: for a component that must flush a lot at the end. Read once, at
+    /// registration. The default, `None`, uses the runtime's.
+    fn stop_deadline(&self) -> Option<Duration> {
+        None
+    }
 
     /// The component's own view of its health, polled by status APIs. Must be cheap and
     /// must not block.
@@ -156,6 +187,42 @@ impl ComponentContext {
             return;
         }
         spawn_supervised(Arc::clone(&self.inner), task_name.to_owned(), make);
+    }
+
+    /// Spawn a cooperative task named `task_name` and get its result back: for a loop
+    /// whose outcome the component wants at stop (a count, a final position, a file to
+    /// close). Unlike [`spawn`](Self::spawn), the task is **not supervised** (a failure or
+    /// panic is not restarted; it shows in the handle's result) and **not dropped at
+    /// cancellation**: `fut` must watch [`cancellation`](Self::cancellation) and finish by
+    /// itself. It runs on the component's task tracker, so the stop waits for it (under
+    /// the stop deadline: a task that does not finish makes the stop miss it and be
+    /// abandoned) before calling [`Component::stop`], where the component awaits the
+    /// handle to collect the result (the task has finished by then). Spawning after the
+    /// component started stopping still runs `fut`, but the stop does not wait for it.
+    pub fn spawn_cooperative<T, F>(&self, task_name: &str, fut: F) -> tokio::task::JoinHandle<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.inner.cancel.is_cancelled() {
+            tracing::debug!(component = %self.name(), task = task_name, "cooperative task spawned after stop began");
+        } else {
+            tracing::debug!(component = %self.name(), task = task_name, "cooperative task spawned");
+        }
+        self.inner.tracker.spawn(fut)
+    }
+
+    /// Report that this component's work is done (e.g. the end of a replay file): shuts
+    /// the system down with [`ShutdownTrigger::Completed`] (source: the component's
+    /// name), unless a shutdown was already requested. Exit code 0.
+    pub fn complete(&self, detail: &str) {
+        self.inner
+            .escalator
+            .shutdown
+            .trigger(ShutdownTrigger::Completed {
+                source: self.name().to_owned(),
+                detail: detail.to_owned(),
+            });
     }
 
     /// Ask the whole system to shut down (first request wins). The reason appears in the

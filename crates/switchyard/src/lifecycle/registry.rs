@@ -25,6 +25,8 @@ struct Entry {
     any: Arc<dyn Any + Send + Sync>,
     kind: ComponentKind,
     deps: Vec<String>,
+    /// The component's own stop deadline ([`Component::stop_deadline`]).
+    stop_deadline: Option<Duration>,
     ctx: ComponentContext,
 }
 
@@ -59,7 +61,9 @@ impl fmt::Debug for Registry {
     }
 }
 
-/// How one component's stop ended.
+/// How one component's stop ended (or, in an intake line, its
+/// [`Component::stop_intake`]: then `Failed` and `Abandoned` only record the error as the
+/// component's last error, without marking it failed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "error", rename_all = "snake_case")]
 pub enum StopOutcome {
@@ -83,30 +87,35 @@ impl fmt::Display for StopOutcome {
     }
 }
 
-/// One component's line of a [`StopReport`].
+/// One component's line of a [`StopReport`] (or of the intake phase: then it says how
+/// its [`Component::stop_intake`] ended, `Stopped` meaning it returned `Ok`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ComponentStopReport {
     /// Component name.
     pub name: String,
-    /// How its stop ended.
+    /// How its stop (or `stop_intake`) ended.
     pub outcome: StopOutcome,
-    /// How long its stop took, in milliseconds.
+    /// How long its stop (or `stop_intake`) took, in milliseconds.
     pub stop_ms: u64,
 }
 
 /// What [`Registry::stop_all`] returns: one line per component stopped, in the order they
-/// finished.
+/// finished, and one line per [`Component::stop_intake`] call.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StopReport {
     /// Per component.
     pub components: Vec<ComponentStopReport>,
+    /// Per component whose `stop_intake` was called (every started service and
+    /// observer), in the order the calls ended.
+    pub intake: Vec<ComponentStopReport>,
 }
 
 impl StopReport {
-    /// True if every component stopped cleanly.
+    /// True if every component stopped cleanly and every `stop_intake` returned `Ok`.
     pub fn is_clean(&self) -> bool {
         self.components
             .iter()
+            .chain(&self.intake)
             .all(|c| c.outcome == StopOutcome::Stopped)
     }
 
@@ -185,6 +194,43 @@ fn build_graph(entries: &[Arc<Entry>]) -> Result<Graph, RegistryError> {
     Ok(Graph { deps, dependents })
 }
 
+/// True if `from` (transitively) depends on `to` in `deps`.
+fn reaches(deps: &[Vec<usize>], from: usize, to: usize) -> bool {
+    let mut seen = vec![false; deps.len()];
+    let mut stack = vec![from];
+    while let Some(i) = stack.pop() {
+        if i == to {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[i], true) {
+            stack.extend(deps[i].iter().copied());
+        }
+    }
+    false
+}
+
+/// The start graph: the dependency graph (acyclic) plus the implicit data-flow edges
+/// "producer `p` waits for non-producer `n`" for every `n` that does not transitively
+/// depend on `p`. Edges are added in registration order and one that would close a
+/// cycle (through earlier implicit edges) is skipped, so the result stays acyclic.
+fn with_data_flow_edges(entries: &[Arc<Entry>], graph: Graph) -> Graph {
+    let Graph {
+        mut deps,
+        mut dependents,
+    } = graph;
+    let producer = |i: usize| entries[i].kind == ComponentKind::Producer;
+    for p in (0..entries.len()).filter(|&p| producer(p)) {
+        for n in (0..entries.len()).filter(|&n| !producer(n)) {
+            if deps[p].contains(&n) || reaches(&deps, n, p) {
+                continue;
+            }
+            deps[p].push(n);
+            dependents[n].push(p);
+        }
+    }
+    Graph { deps, dependents }
+}
+
 impl Registry {
     /// An empty registry whose components publish on `bus`.
     pub fn new(bus: Bus) -> Self {
@@ -221,8 +267,8 @@ impl Registry {
 
     /// Add a component. Rejects an empty or duplicate name at once; unknown dependencies
     /// and cycles are reported by [`Registry::validate`] and [`Registry::start_all`]
-    /// (dependencies may be registered in any order). `name`, `dependencies`, `kind` and
-    /// `restart_policy` are read here, once.
+    /// (dependencies may be registered in any order). `name`, `dependencies`, `kind`,
+    /// `restart_policy` and `stop_deadline` are read here, once.
     pub fn register<C: Component>(&mut self, component: Arc<C>) -> Result<(), RegistryError> {
         let name = component.name().to_owned();
         if self.shared.started.load(Ordering::Acquire) {
@@ -249,6 +295,7 @@ impl Registry {
         entries.push(Arc::new(Entry {
             kind: component.kind(),
             deps,
+            stop_deadline: component.stop_deadline(),
             any: component.clone() as Arc<dyn Any + Send + Sync>,
             component,
             ctx,
@@ -330,6 +377,33 @@ impl Registry {
             .collect()
     }
 
+    /// The health of the whole system, from [`Registry::health`]: `Unhealthy` if any
+    /// component is failed (or, running, reports itself unhealthy), the reason naming
+    /// each such component (`"name: reason; ..."`); else `Degraded` if any component is
+    /// degraded or reports itself degraded (reasons joined the same way); else `Healthy`.
+    /// Components not yet started or already stopped do not count.
+    pub fn overall_health(&self) -> Health {
+        let mut unhealthy = Vec::new();
+        let mut degraded = Vec::new();
+        for s in self.health() {
+            let live = matches!(s.state, LifecycleState::Running | LifecycleState::Degraded);
+            match s.health {
+                Health::Unhealthy(r) if live || s.state == LifecycleState::Failed => {
+                    unhealthy.push(format!("{}: {r}", s.name));
+                }
+                Health::Degraded(r) if live => degraded.push(format!("{}: {r}", s.name)),
+                _ => {}
+            }
+        }
+        if !unhealthy.is_empty() {
+            Health::Unhealthy(unhealthy.join("; "))
+        } else if !degraded.is_empty() {
+            Health::Degraded(degraded.join("; "))
+        } else {
+            Health::Healthy
+        }
+    }
+
     /// The kill switch that [`Escalation::TripKillSwitch`](super::Escalation) triggers.
     pub fn set_kill_switch(&self, kill_switch: KillSwitch) {
         *self
@@ -348,18 +422,22 @@ impl Registry {
     }
 
     /// Start every component, each once all its dependencies are running (independent
-    /// components concurrently). Each `start` has `start_deadline`.
+    /// components concurrently). A producer also waits for every service and observer
+    /// that does not (transitively) depend on it, so consumers are ready before the data
+    /// flows (an implicit wait that would close a cycle is skipped). Each `start` has
+    /// `start_deadline`.
     ///
     /// If a start fails (error, panic, deadline), no further component is started, the
-    /// starts in flight are awaited, then every component that started is stopped in
-    /// reverse dependency order (each stop with `start_deadline` as its deadline), and the
-    /// error naming the component is returned. A registry starts once.
+    /// starts in flight are awaited, then every component that started is stopped as
+    /// [`Registry::stop_all`] does (producers first, intake hooks, services, observers;
+    /// each with `start_deadline` as its deadline unless it has its own), and the error
+    /// naming the component is returned. A registry starts once.
     pub async fn start_all(&self, start_deadline: Duration) -> Result<(), StartError> {
         if self.shared.started.load(Ordering::Acquire) {
             return Err(StartError::AlreadyStarted);
         }
         let entries = self.entries();
-        let graph = build_graph(&entries)?;
+        let graph = with_data_flow_edges(&entries, build_graph(&entries)?);
         if self.shared.started.swap(true, Ordering::AcqRel) {
             return Err(StartError::AlreadyStarted);
         }
@@ -410,26 +488,33 @@ impl Registry {
             None => Ok(()),
             Some(err) => {
                 tracing::error!(error = %err, "start failed; rolling back");
-                let report = self
-                    .stop_where(|_| true, start_deadline, &Mutex::new(Vec::new()))
-                    .await;
+                let report = self.stop_all(start_deadline).await;
                 tracing::info!(rolled_back = report.components.len(), "rollback done");
                 Err(err)
             }
         }
     }
 
-    /// Stop every started component, producers first, each once the components that
-    /// depend on it have stopped (independent ones concurrently). Each stop has
-    /// `stop_deadline`; one that misses it is abandoned and marked failed, and the others
-    /// still stop. Components already stopped are not stopped again.
+    /// Stop every started component: the producers first; then the intake hooks
+    /// ([`Component::stop_intake`]) of the services and observers; then the services;
+    /// the observers last. Within each phase, each once the components of the phase that
+    /// depend on it are done (independent ones concurrently). Each stop (and intake
+    /// hook) has `stop_deadline`, or the component's own
+    /// ([`Component::stop_deadline`]); one that misses it is abandoned and marked failed,
+    /// and the others still stop. Components already stopped are not stopped again.
     pub async fn stop_all(&self, stop_deadline: Duration) -> StopReport {
         let sink = Mutex::new(Vec::new());
+        let intake = Mutex::new(Vec::new());
         self.stop_where(|k| k == ComponentKind::Producer, stop_deadline, &sink)
+            .await;
+        self.intake_where(|k| k != ComponentKind::Producer, stop_deadline, &intake)
+            .await;
+        self.stop_where(|k| k != ComponentKind::Observer, stop_deadline, &sink)
             .await;
         self.stop_where(|_| true, stop_deadline, &sink).await;
         StopReport {
             components: sink.into_inner().unwrap_or_else(PoisonError::into_inner),
+            intake: intake.into_inner().unwrap_or_else(PoisonError::into_inner),
         }
     }
 
@@ -442,25 +527,63 @@ impl Registry {
         deadline: Duration,
         sink: &Mutex<Vec<ComponentStopReport>>,
     ) -> StopReport {
+        self.walk_reverse(
+            |e| {
+                filter(e.kind)
+                    && e.slot().started.load(Ordering::Acquire)
+                    && !e.slot().stop_claimed.swap(true, Ordering::AcqRel)
+            },
+            |e| stop_one(e, deadline),
+            sink,
+        )
+        .await
+    }
+
+    /// Call `stop_intake` of the started, not yet stopping components whose kind passes
+    /// `filter` (each at most once), in reverse dependency order among them. Each line is
+    /// also pushed to `sink` as soon as it is known.
+    pub(crate) async fn intake_where(
+        &self,
+        filter: impl Fn(ComponentKind) -> bool,
+        deadline: Duration,
+        sink: &Mutex<Vec<ComponentStopReport>>,
+    ) -> StopReport {
+        self.walk_reverse(
+            |e| {
+                filter(e.kind)
+                    && e.slot().started.load(Ordering::Acquire)
+                    && !e.slot().stop_claimed.load(Ordering::Acquire)
+                    && !e.slot().intake_claimed.swap(true, Ordering::AcqRel)
+            },
+            |e| intake_one(e, deadline),
+            sink,
+        )
+        .await
+    }
+
+    /// Run `op` on the entries `choose` picks, each once every chosen entry depending on
+    /// it is done (reverse dependency order), independent ones concurrently.
+    async fn walk_reverse<Fut>(
+        &self,
+        choose: impl Fn(&Entry) -> bool,
+        op: impl Fn(Arc<Entry>) -> Fut,
+        sink: &Mutex<Vec<ComponentStopReport>>,
+    ) -> StopReport
+    where
+        Fut: std::future::Future<Output = ComponentStopReport> + Send + 'static,
+    {
         let entries = self.entries();
         let Ok(graph) = build_graph(&entries) else {
             return StopReport::default();
         };
-        let chosen: Vec<bool> = entries
-            .iter()
-            .map(|e| {
-                filter(e.kind)
-                    && e.slot().started.load(Ordering::Acquire)
-                    && !e.slot().stop_claimed.swap(true, Ordering::AcqRel)
-            })
-            .collect();
+        let chosen: Vec<bool> = entries.iter().map(|e| choose(e)).collect();
         let mut pending: Vec<usize> = (0..entries.len())
             .map(|i| graph.dependents[i].iter().filter(|&&k| chosen[k]).count())
             .collect();
         let mut set = JoinSet::new();
         let mut ids = HashMap::new();
         let spawn = |set: &mut JoinSet<_>, ids: &mut HashMap<_, _>, i: usize| {
-            let h = set.spawn(stop_one(Arc::clone(&entries[i]), deadline));
+            let h = set.spawn(op(Arc::clone(&entries[i])));
             ids.insert(h.id(), i);
         };
         for i in 0..entries.len() {
@@ -561,8 +684,41 @@ async fn start_one(entry: Arc<Entry>, deadline: Duration) -> Result<(), StartErr
     Err(error)
 }
 
+async fn intake_one(entry: Arc<Entry>, deadline: Duration) -> ComponentStopReport {
+    let slot = entry.slot();
+    let deadline = entry.stop_deadline.unwrap_or(deadline);
+    let began = Instant::now();
+    let result = tokio::time::timeout(
+        deadline,
+        CatchUnwind::new(entry.component.stop_intake(&entry.ctx)),
+    )
+    .await;
+    let failed = |msg: String| {
+        tracing::error!(component = %slot.name, error = %msg, "stop_intake failed");
+        slot.set_last_error(msg.clone());
+        StopOutcome::Failed(msg)
+    };
+    let outcome = match result {
+        Ok(Ok(Ok(()))) => StopOutcome::Stopped,
+        Ok(Ok(Err(e))) => failed(format!("stop_intake failed: {e}")),
+        Ok(Err(panic)) => failed(format!("stop_intake panicked: {}", panic_message(&*panic))),
+        Err(_) => {
+            let msg = format!("stop_intake did not finish within {deadline:?}: abandoned");
+            tracing::error!(component = %slot.name, error = %msg, "stop_intake abandoned");
+            slot.set_last_error(msg);
+            StopOutcome::Abandoned
+        }
+    };
+    ComponentStopReport {
+        name: slot.name.clone(),
+        outcome,
+        stop_ms: began.elapsed().as_millis() as u64,
+    }
+}
+
 async fn stop_one(entry: Arc<Entry>, deadline: Duration) -> ComponentStopReport {
     let slot = entry.slot();
+    let deadline = entry.stop_deadline.unwrap_or(deadline);
     let began = Instant::now();
     let failed_before = if slot.state() == LifecycleState::Failed {
         Some(slot.last_error().unwrap_or_else(|| "failed".into()))

@@ -76,6 +76,21 @@ pub enum ShutdownTrigger {
         /// What failed.
         reason: String,
     },
+    /// A component's work is done, e.g. the end of a replay file
+    /// ([`ComponentContext::complete`](super::ComponentContext::complete)). Exit code 0.
+    Completed {
+        /// The component.
+        source: String,
+        /// What was completed.
+        detail: String,
+    },
+    /// A configured run duration passed (triggered by whoever enforces it: a timer
+    /// calling [`ShutdownHandle::trigger`], or the shutdown signal future given to
+    /// [`Runtime::run`]). Exit code 0.
+    Elapsed {
+        /// The run duration, in milliseconds.
+        after_ms: u64,
+    },
 }
 
 impl fmt::Display for ShutdownTrigger {
@@ -88,6 +103,10 @@ impl fmt::Display for ShutdownTrigger {
             ShutdownTrigger::Escalation { component, reason } => {
                 write!(f, "component `{component}` escalated: {reason}")
             }
+            ShutdownTrigger::Completed { source, detail } => {
+                write!(f, "completed by {source}: {detail}")
+            }
+            ShutdownTrigger::Elapsed { after_ms } => write!(f, "ran for {after_ms} ms"),
         }
     }
 }
@@ -214,7 +233,8 @@ impl ShutdownHandle {
 pub struct RuntimeConfig {
     /// For each component's start.
     pub start_deadline: Duration,
-    /// For each component's stop.
+    /// For each component's stop (and its `stop_intake`), unless the component has its
+    /// own ([`Component::stop_deadline`](super::Component::stop_deadline)).
     pub stop_deadline: Duration,
     /// For the bus to drain its queues once the producers stopped.
     pub drain_deadline: Duration,
@@ -236,8 +256,14 @@ impl Default for RuntimeConfig {
 pub struct ShutdownReport {
     /// Why the system shut down.
     pub reason: ShutdownTrigger,
-    /// Per component, in the order their stops ended (producers first).
+    /// Per component, in the order their stops ended (producers first, observers last).
     pub components: Vec<ComponentStopReport>,
+    /// Per component whose [`stop_intake`](super::Component::stop_intake) was called
+    /// (every started service and observer), in the order the calls ended: `Stopped`
+    /// when it returned `Ok`, `Failed` when it returned an error or panicked,
+    /// `Abandoned` when it missed its deadline. A line other than `Stopped` makes the
+    /// exit code 70.
+    pub intake: Vec<ComponentStopReport>,
     /// The bus drain: per subscription delivered, dropped, undelivered.
     pub bus: BusShutdownReport,
     /// The shutdown was cut short ([`ShutdownHandle::force`]).
@@ -252,9 +278,10 @@ pub struct ShutdownReport {
 
 impl ShutdownReport {
     /// The process exit code: 130 or 143 when forced by a second SIGINT or SIGTERM; 70
-    /// (`EX_SOFTWARE`) when a component failed (its stop failed or was abandoned, it
-    /// escalated, or it was failed before the shutdown) or the shutdown was caused by
-    /// an escalation; 0 otherwise. Events lost in the bus drain do not change the code;
+    /// (`EX_SOFTWARE`) when a component failed (its stop or its `stop_intake` failed or
+    /// was abandoned, it escalated, or it was failed before the shutdown) or the
+    /// shutdown was caused by an escalation; 0 otherwise (also for
+    /// [`ShutdownTrigger::Completed`] and [`ShutdownTrigger::Elapsed`]). Events lost in the bus drain do not change the code;
     /// they are counted in [`ShutdownReport::bus`].
     pub fn exit_code(&self) -> i32 {
         if let Some(s) = self.forced_by {
@@ -265,6 +292,7 @@ impl ShutdownReport {
             || self
                 .components
                 .iter()
+                .chain(&self.intake)
                 .any(|c| c.outcome != StopOutcome::Stopped);
         if failed { 70 } else { 0 }
     }
@@ -286,6 +314,15 @@ impl fmt::Display for ShutdownReport {
         writeln!(f, "  {:<28} {:>8}  outcome", "component", "stop ms")?;
         for c in &self.components {
             writeln!(f, "  {:<28} {:>8}  {}", c.name, c.stop_ms, c.outcome)?;
+        }
+        // Intake hooks are listed only when they did not end cleanly.
+        for c in self
+            .intake
+            .iter()
+            .filter(|c| c.outcome != StopOutcome::Stopped)
+        {
+            let name = format!("{} (intake)", c.name);
+            writeln!(f, "  {:<28} {:>8}  {}", name, c.stop_ms, c.outcome)?;
         }
         write!(f, "{}", self.bus)
     }
@@ -323,11 +360,15 @@ impl Runtime {
     /// Start every component, wait for the first of `shutdown_signal`, a
     /// [`ShutdownHandle`] request, a component's request or escalation, then shut down:
     ///
-    /// 1. publish [`ControlEvent::Shutdown`];
-    /// 2. stop the producers (reverse dependency order among them);
-    /// 3. drain the bus ([`Bus::shutdown`] with `drain_deadline`);
-    /// 4. stop the other components in reverse dependency order;
-    /// 5. return the [`ShutdownReport`].
+    /// 1. stop the producers (reverse dependency order among them);
+    /// 2. call [`stop_intake`](super::Component::stop_intake) of every started service
+    ///    and observer (reverse dependency order; they keep running);
+    /// 3. publish [`ControlEvent::Shutdown`] (so it follows the producers' trailing
+    ///    events and the intake hooks' end-of-stream markers);
+    /// 4. drain the bus ([`Bus::shutdown`] with `drain_deadline`);
+    /// 5. stop the services in reverse dependency order;
+    /// 6. stop the observers (reverse dependency order among them);
+    /// 7. return the [`ShutdownReport`].
     ///
     /// `shutdown_signal` is polled from the start (so a signal handler it installs on its
     /// first poll is in place before any component starts). A request that arrives while
@@ -375,17 +416,24 @@ impl Runtime {
         let began = Instant::now();
         tracing::warn!(reason = %reason, "shutting down");
         let sink = Mutex::new(Vec::new());
+        let intake = Mutex::new(Vec::new());
         let bus_report: Mutex<Option<BusShutdownReport>> = Mutex::new(None);
         let cfg = self.config;
         let sequence = async {
-            self.bus.publish_control(ControlEvent::Shutdown {
-                reason: reason.to_string(),
-            });
             self.registry
                 .stop_where(|k| k == ComponentKind::Producer, cfg.stop_deadline, &sink)
                 .await;
+            self.registry
+                .intake_where(|k| k != ComponentKind::Producer, cfg.stop_deadline, &intake)
+                .await;
+            self.bus.publish_control(ControlEvent::Shutdown {
+                reason: reason.to_string(),
+            });
             let r = self.bus.shutdown(cfg.drain_deadline).await;
             *bus_report.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+            self.registry
+                .stop_where(|k| k != ComponentKind::Observer, cfg.stop_deadline, &sink)
+                .await;
             self.registry
                 .stop_where(|_| true, cfg.stop_deadline, &sink)
                 .await;
@@ -396,6 +444,7 @@ impl Runtime {
             () = sequence => None,
         };
         let mut components = sink.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let intake = intake.into_inner().unwrap_or_else(PoisonError::into_inner);
         if forced.is_some() {
             for name in self.registry.not_stopped(&components) {
                 components.push(ComponentStopReport {
@@ -415,6 +464,7 @@ impl Runtime {
         let report = ShutdownReport {
             reason,
             components,
+            intake,
             bus,
             forced: forced.is_some(),
             forced_by: forced,

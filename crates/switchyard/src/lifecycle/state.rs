@@ -92,16 +92,23 @@ pub enum Health {
     Unhealthy(String),
 }
 
-/// Whether a component produces events from outside the system (a market data feed):
-/// producers stop first at shutdown, before the bus drains.
+/// The component's role in the data flow, which decides where it starts and stops
+/// relative to the others (see the [module docs](super)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentKind {
-    /// Brings events into the system; stopped before the bus drains.
+    /// Brings events into the system (a market data feed, a replay). Starts after every
+    /// service and observer that does not depend on it (so its consumers are ready
+    /// first); stops first at shutdown, before the bus drains.
     Producer,
-    /// Everything else; stopped after the bus drained.
+    /// Everything else that handles events (an engine, a journal); stopped after the bus
+    /// drained.
     #[default]
     Service,
+    /// Watches the system (an operations HTTP API, status lines). Starts like a service;
+    /// stops last at shutdown, after every service stopped, so status stays readable
+    /// during the whole shutdown.
+    Observer,
 }
 
 /// One component's line of [`Registry::health`](super::Registry::health), for a status API.
@@ -109,7 +116,7 @@ pub enum ComponentKind {
 pub struct ComponentStatus {
     /// Name.
     pub name: String,
-    /// Producer or service.
+    /// Producer, service or observer.
     pub kind: ComponentKind,
     /// Lifecycle state.
     pub state: LifecycleState,
@@ -134,6 +141,8 @@ pub(crate) struct Slot {
     pub(crate) started: AtomicBool,
     /// A stop was claimed (stop runs once).
     pub(crate) stop_claimed: AtomicBool,
+    /// `stop_intake` was claimed (it runs at most once).
+    pub(crate) intake_claimed: AtomicBool,
 }
 
 impl Slot {
@@ -147,6 +156,7 @@ impl Slot {
             backing_off: AtomicUsize::new(0),
             started: AtomicBool::new(false),
             stop_claimed: AtomicBool::new(false),
+            intake_claimed: AtomicBool::new(false),
         }
     }
 

@@ -1,11 +1,19 @@
-//! Configuration of `switchyard run`: embedded defaults, an optional TOML file, then
-//! environment overrides, then command-line flags. Unknown keys and bad values are errors
-//! that name the key.
+//! Configuration of a node: embedded defaults, an optional TOML file, then environment
+//! overrides (then, in the binary, command-line flags). Unknown keys and bad values are
+//! errors that name the key.
 //!
 //! Environment overrides: `SWITCHYARD__<SECTION>__<KEY>=<value>` sets `<section>.<key>`
 //! (names lower-cased; the value is read as TOML — a number, a boolean, an array — and
 //! as a string when it is not valid TOML). Example:
-//! `SWITCHYARD__RISK__MAX_POSITION='"0.05"'` or `SWITCHYARD__RUN__SPEED=10x`.
+//! `SWITCHYARD__RISK__MAX_POSITION='"0.05"'` or `SWITCHYARD__RUN__SPEED=10x`. In the
+//! `[[strategy]]` and `[[venue]]` lists an index selects the entry
+//! (`SWITCHYARD__STRATEGY__1__FAST=20`); without one the key applies to the only entry
+//! (and is an error when there are several).
+//!
+//! **Earlier layouts.** A single `[strategy]` table (the layout before several
+//! strategies) is read as one `[[strategy]]` entry of kind `ma_crossover`, and an
+//! `[exchange]` table as one `[[venue]]` of kind `paper` named by its `venue` key; keys
+//! given that way are merged into the default entry.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,13 +42,13 @@ pub struct Config {
     pub run: RunConfig,
     /// Simulator (feed = "sim").
     pub sim: SimSection,
-    /// The strategy.
-    pub strategy: StrategySection,
-    /// Pre-trade risk limits.
+    /// The strategies (`[[strategy]]`).
+    pub strategy: Vec<StrategyEntry>,
+    /// Pre-trade risk limits over the sum of all strategies.
     pub risk: RiskLimits,
-    /// Paper exchange.
-    pub exchange: ExchangeSection,
-    /// Circuit breaker in front of the exchange.
+    /// The execution venues (`[[venue]]`).
+    pub venue: Vec<VenueEntry>,
+    /// Circuit breaker settings, one breaker in front of each venue.
     pub breaker: BreakerConfig,
     /// Kill switch.
     pub kill_switch: KillSwitchSection,
@@ -197,32 +205,40 @@ pub struct SimInstrumentSection {
     pub max_size_lots: u32,
 }
 
-/// `[strategy]`.
+/// One `[[strategy]]` entry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StrategySection {
-    /// Strategy name.
+pub struct StrategyEntry {
+    /// The strategy's id: orders, topics, kill-switch scope.
     pub name: String,
+    /// The registered factory that builds it.
+    pub kind: String,
     /// Venue of the traded instrument.
     pub venue: String,
     /// Symbol of the traded instrument.
     pub symbol: String,
-    /// Fast window (trades).
-    pub fast: usize,
-    /// Slow window (trades).
-    pub slow: usize,
-    /// Position size when long/short.
-    pub max_position: Quantity,
-    /// Go short on a down-cross.
-    pub allow_short: bool,
+    /// Limits of its own (keys of `[risk]`), on top of the global ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<toml::Table>,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub params: toml::Table,
 }
 
-/// `[exchange]`.
+impl StrategyEntry {
+    /// The traded instrument.
+    pub fn instrument(&self) -> InstrumentId {
+        InstrumentId::new(self.venue.as_str(), self.symbol.as_str())
+    }
+}
+
+/// One `[[venue]]` entry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExchangeSection {
-    /// Venue name.
-    pub venue: String,
+pub struct VenueEntry {
+    /// Venue name: the `venue` of the instruments it trades.
+    pub name: String,
+    /// `paper` (the touch-fill paper exchange) or a kind registered in code.
+    pub kind: String,
     /// Order latency in milliseconds (event time).
     pub latency_ms: u64,
     /// Taker fee, basis points.
@@ -233,6 +249,9 @@ pub struct ExchangeSection {
     pub tick: Price,
     /// Lot size of listed instruments.
     pub lot: Quantity,
+    /// Symbols it lists; empty: every symbol a strategy trades on it.
+    #[serde(default)]
+    pub symbols: Vec<String>,
 }
 
 /// `[kill_switch]`.
@@ -261,15 +280,23 @@ impl Config {
             merge(&mut value, user, "")
                 .with_context(|| format!("config file {}", path.display()))?;
         }
+        upgrade_legacy(&mut value)?;
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
         env.sort();
         for (k, v) in env {
-            let path: Vec<String> = k[ENV_PREFIX.len()..]
+            let mut path: Vec<String> = k[ENV_PREFIX.len()..]
                 .split("__")
                 .map(|s| s.to_ascii_lowercase())
                 .collect();
+            // The earlier `[exchange]` section is the `[[venue]]` list now.
+            if path.first().is_some_and(|p| p == "exchange") {
+                path[0] = "venue".into();
+                if path.get(1).is_some_and(|p| p == "venue") {
+                    path[1] = "name".into();
+                }
+            }
             let parsed: toml::Value = format!("x = {v}")
                 .parse::<toml::Table>()
                 .ok()
@@ -407,9 +434,92 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("run.http: {:?}: {e}", self.run.http))
     }
 
-    /// The traded instrument.
-    pub fn instrument(&self) -> InstrumentId {
-        InstrumentId::new(self.strategy.venue.as_str(), self.strategy.symbol.as_str())
+    /// Check the strategy and venue lists: unique names, known venues and kinds.
+    /// `kinds` are the registered strategy factories.
+    pub fn validate_entries(&self, kinds: &[&str]) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for (i, v) in self.venue.iter().enumerate() {
+            if v.name.is_empty() {
+                bail!("venue[{i}].name: must not be empty");
+            }
+            if !names.insert(v.name.as_str()) {
+                bail!(
+                    "venue[{i}] ({}).name: a venue with this name is already configured",
+                    v.name
+                );
+            }
+            if v.kind != "paper" {
+                bail!(
+                    "venue[{i}] ({}).kind: {:?} is not a venue kind of this node (paper)",
+                    v.name,
+                    v.kind
+                );
+            }
+            if !v.tick.is_positive() {
+                bail!("venue[{i}] ({}).tick: must be positive", v.name);
+            }
+            if !v.lot.is_positive() {
+                bail!("venue[{i}] ({}).lot: must be positive", v.name);
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.strategy.iter().enumerate() {
+            let at = format!("strategy[{i}] ({})", s.name);
+            if s.name.is_empty() {
+                bail!("strategy[{i}].name: must not be empty");
+            }
+            switchyard::Topic::new(&format!("orders.request.{}", s.name)).map_err(|e| {
+                anyhow::anyhow!("{at}.name: {:?} cannot be part of a topic: {e}", s.name)
+            })?;
+            if !names.insert(s.name.as_str()) {
+                bail!("{at}.name: another strategy has this name (names must be unique)");
+            }
+            if !kinds.contains(&s.kind.as_str()) {
+                bail!(
+                    "{at}.kind: {:?} is not a registered strategy kind (registered: {})",
+                    s.kind,
+                    kinds.join(", ")
+                );
+            }
+            let Some(v) = self.venue.iter().find(|v| v.name == s.venue) else {
+                bail!("{at}.venue: no [[venue]] named {:?} is configured", s.venue);
+            };
+            if !v.symbols.is_empty() && !v.symbols.contains(&s.symbol) {
+                bail!(
+                    "{at}.symbol: venue {:?} does not list {:?} (its symbols: {})",
+                    v.name,
+                    s.symbol,
+                    v.symbols.join(", ")
+                );
+            }
+            self.strategy_limits(i)?;
+        }
+        Ok(())
+    }
+
+    /// The limits of strategy `i` of its own: the global `[risk]` with the keys of its
+    /// `[strategy.risk]` replaced; `None` when it has none.
+    pub fn strategy_limits(&self, i: usize) -> anyhow::Result<Option<RiskLimits>> {
+        let s = &self.strategy[i];
+        let Some(own) = &s.risk else { return Ok(None) };
+        let mut t = toml::Table::try_from(&self.risk).context("rendering [risk]")?;
+        for (k, v) in own {
+            if !t.contains_key(k) {
+                bail!(
+                    "strategy[{i}] ({}).risk.{k}: not a risk limit (known: {})",
+                    s.name,
+                    t.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            t.insert(k.clone(), v.clone());
+        }
+        let limits: RiskLimits = t.try_into().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("strategy[{i}] ({}).risk: {}", s.name, e.message())
+        })?;
+        limits.validate().map_err(|e| {
+            anyhow::anyhow!("strategy[{i}] ({}).risk.{}: {}", s.name, e.field, e.reason)
+        })?;
+        Ok(Some(limits))
     }
 
     /// The effective configuration as TOML, secrets redacted (only names of where secrets
@@ -433,6 +543,10 @@ fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str) -> anyhow::Res
             (Some(_), v) => {
                 base.insert(k, v);
             }
+            // `[exchange]`: the earlier layout of `[[venue]]` (see `upgrade_legacy`).
+            (None, v) if prefix.is_empty() && key == "exchange" => {
+                base.insert(k, v);
+            }
             (None, _) if prefix.is_empty() => bail!("unknown section [{key}]"),
             // Optional keys absent from the defaults: the typed parse validates them.
             (None, v) => {
@@ -452,10 +566,71 @@ fn set_path(t: &mut toml::Table, path: &[String], v: toml::Value) -> anyhow::Res
         }
         [first, rest @ ..] => match t.get_mut(first) {
             Some(toml::Value::Table(inner)) => set_path(inner, rest, v),
+            Some(toml::Value::Array(list)) => {
+                let (index, rest) = match rest[0].parse::<usize>() {
+                    Ok(i) => (i, &rest[1..]),
+                    Err(_) if list.len() == 1 => (0, rest),
+                    Err(_) => bail!(
+                        "[[{first}]] has {} entries: say which, e.g. {}__0__{}",
+                        list.len(),
+                        first.to_ascii_uppercase(),
+                        rest[0].to_ascii_uppercase()
+                    ),
+                };
+                let n = list.len();
+                match list.get_mut(index) {
+                    Some(toml::Value::Table(inner)) if !rest.is_empty() => set_path(inner, rest, v),
+                    Some(_) if rest.is_empty() => bail!("{first}.{index}: name a key of the entry"),
+                    _ => bail!("{first}.{index}: there are {n} entries"),
+                }
+            }
             Some(_) => bail!("{first} is not a section"),
             None => bail!("unknown section [{first}]"),
         },
     }
+}
+
+/// Earlier layouts: a `[strategy]` table is one `[[strategy]]` of kind `ma_crossover`, an
+/// `[exchange]` table one `[[venue]]` of kind `paper`; when the defaults hold exactly one
+/// entry, the table's keys are merged into it.
+fn upgrade_legacy(value: &mut toml::Table) -> anyhow::Result<()> {
+    if let Some(toml::Value::Table(mut old)) = value.remove("exchange") {
+        if let Some(name) = old.remove("venue") {
+            old.insert("name".into(), name);
+        }
+        old.entry("kind").or_insert_with(|| "paper".into());
+        merge_into_only_entry(value, "venue", old)?;
+    }
+    if let Some(toml::Value::Table(mut old)) =
+        value.get("strategy").cloned().filter(|v| v.is_table())
+    {
+        value.remove("strategy");
+        old.entry("kind").or_insert_with(|| "ma_crossover".into());
+        merge_into_only_entry(value, "strategy", old)?;
+    }
+    Ok(())
+}
+
+fn merge_into_only_entry(
+    value: &mut toml::Table,
+    key: &str,
+    table: toml::Table,
+) -> anyhow::Result<()> {
+    let defaults: toml::Table = DEFAULTS.parse().context("embedded defaults")?;
+    let mut base = match defaults.get(key) {
+        Some(toml::Value::Array(list)) if list.len() == 1 => {
+            list[0].as_table().cloned().unwrap_or_default()
+        }
+        _ => toml::Table::new(),
+    };
+    for (k, v) in table {
+        base.insert(k, v);
+    }
+    value.insert(
+        key.into(),
+        toml::Value::Array(vec![toml::Value::Table(base)]),
+    );
+    Ok(())
 }
 
 /// `250ms`, `1.5s`, `2m`, `1h`.

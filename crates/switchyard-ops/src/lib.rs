@@ -1,5 +1,10 @@
-//! The operations HTTP API: health, readiness, status, Prometheus metrics, and the kill
-//! switch (trigger and reset).
+//! Switchyard's operations plane: the HTTP API — health, readiness, status, Prometheus
+//! metrics, and the kill switch (trigger and reset) — a Prometheus text writer
+//! ([`prometheus`]), and a client for the API ([`client`]).
+//!
+//! The API knows the core (bus, kill switch, breakers) and nothing of trading: what an
+//! application adds — components, positions, P&L — comes through the [`OpsProvider`]
+//! trait, which `switchyard-node` implements.
 //!
 //! | route | method | answer |
 //! |---|---|---|
@@ -43,7 +48,10 @@ use switchyard::kill_switch::{
     KillSwitch, Mode, ResetError, ResetOutcome, Scope, TriggerOutcome, TriggerRequest,
 };
 
-use crate::prometheus::{self, MetricsWriter};
+pub mod client;
+pub mod prometheus;
+
+use crate::prometheus::MetricsWriter;
 
 #[cfg(test)]
 mod tests;

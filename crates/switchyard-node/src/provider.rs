@@ -1,0 +1,265 @@
+//! What the node adds to the operations API: component health from the registry, the
+//! engine's counters per strategy, the journal and the bridge.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+use switchyard::lifecycle::{Health, LifecycleState};
+use switchyard_ops::OpsProvider;
+use switchyard_ops::prometheus::{MetricType, MetricsWriter};
+
+use crate::shared::NodeShared;
+
+/// The node's [`OpsProvider`].
+pub struct NodeProvider(pub Arc<NodeShared>);
+
+fn health_str(h: &Health) -> (&'static str, Option<&str>) {
+    match h {
+        Health::Healthy => ("healthy", None),
+        Health::Degraded(d) => ("degraded", Some(d)),
+        Health::Unhealthy(d) => ("unhealthy", Some(d)),
+    }
+}
+
+impl OpsProvider for NodeProvider {
+    fn degraded(&self) -> Vec<String> {
+        self.0
+            .registry
+            .health()
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    LifecycleState::Running | LifecycleState::Degraded | LifecycleState::Failed
+                )
+            })
+            .filter_map(|c| match c.health {
+                Health::Healthy => None,
+                Health::Degraded(why) | Health::Unhealthy(why) => {
+                    Some(format!("{}: {why}", c.name))
+                }
+            })
+            .collect()
+    }
+
+    fn status(&self) -> Value {
+        let s = &self.0;
+        let components: Vec<Value> = s
+            .registry
+            .health()
+            .into_iter()
+            .map(|c| {
+                let (health, detail) = health_str(&c.health);
+                let mut v = json!({
+                    "name": c.name, "kind": c.kind, "state": c.state,
+                    "health": health, "detail": detail,
+                    "restarts": c.restarts, "last_error": c.last_error,
+                });
+                match c.name.as_str() {
+                    "feed" | "remote-feed" => {
+                        v["published"] = s.feed_stats.published.load(Ordering::Relaxed).into();
+                        v["skipped"] = s.feed_stats.skipped.load(Ordering::Relaxed).into();
+                    }
+                    "journal" => {
+                        if let Some(j) = s.journal.get() {
+                            v["dir"] = json!(j.config().dir);
+                            v["stats"] = json!(j.stats());
+                        }
+                    }
+                    "nats-bridge" => {
+                        if let Some(b) = s.bridge.get() {
+                            v["stats"] = json!(b.stats());
+                        }
+                    }
+                    _ => {}
+                }
+                v
+            })
+            .collect();
+        json!({
+            "role": s.role,
+            "components": components,
+            "engine": s.view(),
+        })
+    }
+
+    fn ready(&self) -> bool {
+        self.0.is_ready()
+    }
+
+    fn write_metrics(&self, w: &mut MetricsWriter) {
+        let s = &self.0;
+        w.counter(
+            "switchyard_feed_events_total",
+            "Market data events published by the feed (or received from NATS).",
+            s.feed_stats.published.load(Ordering::Relaxed),
+        );
+        w.counter(
+            "switchyard_feed_skipped_lines_total",
+            "Bad data lines skipped by the replay feed.",
+            s.feed_stats.skipped.load(Ordering::Relaxed),
+        );
+        {
+            let mut f = w.family(
+                "switchyard_component_up",
+                "1 while a component is running (or degraded), by component.",
+                MetricType::Gauge,
+            );
+            for c in s.registry.health() {
+                let up = matches!(c.state, LifecycleState::Running | LifecycleState::Degraded);
+                f.sample(&[("component", c.name.as_str())], u64::from(up));
+            }
+        }
+        if let Some(v) = s.view() {
+            w.counter(
+                "switchyard_orders_total",
+                "Order requests from strategies.",
+                v.stats.orders,
+            );
+            w.counter(
+                "switchyard_orders_sent_total",
+                "Orders approved by the risk guard and sent to a venue.",
+                v.stats.orders_sent,
+            );
+            w.counter("switchyard_fills_total", "Fills.", v.stats.fills);
+            {
+                let mut f = w.family(
+                    "switchyard_order_rejections_total",
+                    "Rejected orders, by reason.",
+                    MetricType::Counter,
+                );
+                for (reason, n) in &v.stats.rejections {
+                    f.sample(&[("reason", reason.as_str())], *n);
+                }
+            }
+            w.gauge(
+                "switchyard_open_orders",
+                "Orders open at the venues.",
+                v.open_orders as u64,
+            );
+            if let Some(p) = v.total_pnl {
+                w.gauge(
+                    "switchyard_pnl",
+                    "Total P&L (realised + unrealised - fees), in quote currency.",
+                    p.to_f64(),
+                );
+            }
+            {
+                let mut f = w.family(
+                    "switchyard_position",
+                    "Signed position per instrument.",
+                    MetricType::Gauge,
+                );
+                for p in &v.positions {
+                    f.sample(
+                        &[("instrument", p.instrument.as_str())],
+                        p.quantity.to_f64(),
+                    );
+                }
+            }
+            let per =
+                |w: &mut MetricsWriter,
+                 name: &str,
+                 help: &str,
+                 kind: MetricType,
+                 get: &dyn Fn(&switchyard_trading::engine::StrategyView) -> f64| {
+                    let mut f = w.family(name, help, kind);
+                    for st in &v.strategies {
+                        f.sample(&[("strategy", st.name.as_str())], get(st));
+                    }
+                };
+            per(
+                w,
+                "switchyard_strategy_orders_total",
+                "Order requests, by strategy.",
+                MetricType::Counter,
+                &|s| s.stats.orders as f64,
+            );
+            per(
+                w,
+                "switchyard_strategy_fills_total",
+                "Fills, by strategy.",
+                MetricType::Counter,
+                &|s| s.stats.fills as f64,
+            );
+            per(
+                w,
+                "switchyard_strategy_rejections_total",
+                "Rejected orders, by strategy.",
+                MetricType::Counter,
+                &|s| s.stats.rejected() as f64,
+            );
+            per(
+                w,
+                "switchyard_strategy_open_orders",
+                "Open orders, by strategy.",
+                MetricType::Gauge,
+                &|s| s.open_orders as f64,
+            );
+            per(
+                w,
+                "switchyard_strategy_pnl",
+                "P&L (realised + unrealised - fees) in quote currency, by strategy.",
+                MetricType::Gauge,
+                &|s| s.total_pnl.map_or(f64::NAN, |m| m.to_f64()),
+            );
+            let mut f = w.family(
+                "switchyard_strategy_position",
+                "Signed position, by strategy and instrument.",
+                MetricType::Gauge,
+            );
+            for st in &v.strategies {
+                for p in &st.positions {
+                    f.sample(
+                        &[
+                            ("strategy", st.name.as_str()),
+                            ("instrument", p.instrument.as_str()),
+                        ],
+                        p.quantity.to_f64(),
+                    );
+                }
+            }
+        }
+        if let Some(b) = s.bridge.get() {
+            let n = b.stats();
+            w.gauge(
+                "switchyard_nats_connected",
+                "1 while the NATS bridge is connected.",
+                n.connected,
+            );
+            w.counter(
+                "switchyard_nats_published_total",
+                "Events the bridge exported to NATS.",
+                n.published,
+            );
+            w.counter(
+                "switchyard_nats_received_total",
+                "Events the bridge imported from NATS into the bus.",
+                n.received,
+            );
+            w.counter(
+                "switchyard_nats_duplicates_dropped_total",
+                "Incoming NATS messages dropped as duplicates.",
+                n.duplicates_dropped,
+            );
+            w.counter(
+                "switchyard_nats_reconnects_total",
+                "Times the NATS connection came back after a loss.",
+                n.reconnects,
+            );
+            w.gauge(
+                "switchyard_nats_buffered",
+                "Exported events not yet sent or acknowledged.",
+                n.buffered,
+            );
+        }
+        if let Some(j) = s.journal.get() {
+            w.gauge(
+                "switchyard_journal_durable_index",
+                "Highest journal record index known to be on disk.",
+                j.durable(),
+            );
+        }
+    }
+}

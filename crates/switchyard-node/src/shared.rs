@@ -1,0 +1,81 @@
+//! What the node's components share: the handles every part reads (bus, kill switch,
+//! engine, feed counters, bridge, journal) and what they report at the end.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use switchyard::Bus;
+use switchyard::breaker::Breaker;
+use switchyard::kill_switch::KillSwitch;
+use switchyard::lifecycle::{LifecycleState, Registry};
+use switchyard_trading::engine::{EngineCore, EngineView};
+use switchyard_trading::feed::{FeedStats, FeedSummary};
+
+use crate::config::Role;
+
+/// The journal's part of the summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JournalSummary {
+    /// Directory of the run's journal.
+    pub dir: std::path::PathBuf,
+    /// Records written.
+    pub records: u64,
+    /// Highest record index known to be on disk.
+    pub durable: u64,
+}
+
+/// Handles shared by the node's components and its operations API.
+pub struct NodeShared {
+    /// The bus.
+    pub bus: Bus,
+    /// The kill switch.
+    pub kill_switch: KillSwitch,
+    /// The engine (none in the feed role).
+    pub engine: Option<Arc<Mutex<EngineCore>>>,
+    /// One breaker per venue.
+    pub breakers: Vec<Breaker>,
+    /// Market events published by the feed (or received from NATS).
+    pub feed_stats: Arc<FeedStats>,
+    /// The component registry (states and health).
+    pub registry: Registry,
+    /// Which part of a multi-process pipeline this node runs.
+    pub role: Role,
+    /// The NATS bridge, once started.
+    pub bridge: OnceLock<switchyard_nats::Bridge>,
+    /// The journal, once open.
+    pub journal: OnceLock<switchyard_journal::Journal>,
+    /// The journal's final figures, once closed.
+    pub journal_summary: Mutex<Option<JournalSummary>>,
+    /// What the feed reported when it stopped.
+    pub feed_summary: Mutex<Option<FeedSummary>>,
+    /// Errors that make the run fail (exit code 1): feed failure, unacknowledged exports.
+    pub errors: Mutex<Vec<String>>,
+}
+
+impl NodeShared {
+    /// Engine counters, positions and P&L (none in the feed role).
+    pub fn view(&self) -> Option<EngineView> {
+        self.engine
+            .as_ref()
+            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).view())
+    }
+
+    /// Records an error that fails the run.
+    pub fn fail(&self, error: impl Into<String>) {
+        let e = error.into();
+        tracing::error!(error = %e, "node: run failed");
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e);
+    }
+
+    /// Whether the node is ready: every component running, no shutdown asked for.
+    pub fn is_ready(&self) -> bool {
+        !self.registry.shutdown_handle().is_requested()
+            && self
+                .registry
+                .states()
+                .iter()
+                .all(|(_, s)| matches!(s, LifecycleState::Running | LifecycleState::Degraded))
+    }
+}
