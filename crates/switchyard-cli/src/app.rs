@@ -399,10 +399,12 @@ impl App {
                 {
                     eprintln!("journal: {}", dir.display());
                 }
-                let summary = rt.block_on(async {
+                let summary = rt.block_on(node.run(async {
+                    let first = signals::wait_for_signal().await;
+                    // A second signal during a slow shutdown forces the exit (130/143).
                     signals::spawn_force_exit_on_second_signal();
-                    node.run(signals::wait_for_signal()).await
-                })?;
+                    first
+                }))?;
                 if json_out {
                     println!("{}", serde_json::to_string(&summary)?);
                 } else {

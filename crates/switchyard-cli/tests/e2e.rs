@@ -159,6 +159,10 @@ fn kill_switch_over_http_stops_all_further_orders() {
         String::from_utf8_lossy(&out.stderr)
     );
     let at_kill = sent(&addr);
+    let requested_at_kill = {
+        let v: serde_json::Value = serde_json::from_str(&http_get(&addr, "/status")).unwrap();
+        v["engine"]["stats"]["orders"].as_u64().unwrap()
+    };
     // Keep the run going while the strategy keeps asking: nothing more reaches the venue.
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
@@ -169,11 +173,11 @@ fn kill_switch_over_http_stops_all_further_orders() {
         status["engine"]["stats"]["orders_sent"].as_u64().unwrap(),
         at_kill
     );
-    assert!(
-        status["engine"]["stats"]["rejections"]["kill_switch_halted"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
+    // The strategy sees its gate: while halted it stops asking (no flood of refused
+    // requests).
+    assert_eq!(
+        status["engine"]["stats"]["orders"].as_u64().unwrap(),
+        requested_at_kill,
         "{status}"
     );
     // Reset without a secret configured is refused (401/503) and audited.
@@ -209,4 +213,95 @@ fn kill_switch_over_http_stops_all_further_orders() {
         "{inspection}"
     );
     assert!(inspection["by_kind"]["order_request"].as_u64().unwrap() >= at_kill);
+}
+
+#[test]
+fn a_kill_scoped_to_one_strategy_halts_it_while_the_other_trades() {
+    let dir = std::env::temp_dir().join(format!("sy-e2e-scope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("two.toml");
+    let entry = |name: &str, fast: u32, slow: u32| {
+        format!(
+            "[[strategy]]\nname = \"{name}\"\nkind = \"ma_crossover\"\nvenue = \"binance-futures\"\nsymbol = \"BTCUSDT\"\nfast = {fast}\nslow = {slow}\nmax_position = \"0.01\"\nallow_short = true\n"
+        )
+    };
+    std::fs::write(
+        &f,
+        format!("{}{}", entry("fast-x", 3, 8), entry("slow-y", 4, 11)),
+    )
+    .unwrap();
+    let mut child = ChildGuard::spawn(
+        cmd()
+            .args([
+                "run",
+                "--config",
+                f.to_str().unwrap(),
+                "--http",
+                "127.0.0.1:0",
+                "--duration",
+                "60s",
+                "--journal",
+                "off",
+            ])
+            .env("SWITCHYARD__SIM__RATE", "20000")
+            .env("SWITCHYARD__RISK__ORDERS_PER_SECOND", "1000")
+            .env("SWITCHYARD__RISK__BURST", "1000")
+            .env("SWITCHYARD__RISK__MAX_POSITION", "\"1\"")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let addr = child.api_address();
+    let sent = |addr: &str, name: &str| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&http_get(addr, "/status")).unwrap();
+        let s = v["engine"]["strategies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap();
+        s["stats"]["orders_sent"].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent(&addr, "fast-x") < 2 || sent(&addr, "slow-y") < 2 {
+        assert!(Instant::now() < deadline, "no orders flowed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = cmd()
+        .args([
+            "kill",
+            "--addr",
+            &addr,
+            "--reason",
+            "scope test",
+            "--scope",
+            "strategy:fast-x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (x0, y0) = (sent(&addr, "fast-x"), sent(&addr, "slow-y"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent(&addr, "slow-y") < y0 + 2 {
+        assert!(Instant::now() < deadline, "slow-y stopped trading too");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sent(&addr, "fast-x"), x0, "fast-x traded after its kill");
+    let metrics = http_get(&addr, "/metrics");
+    assert!(
+        metrics.contains("switchyard_strategy_orders_total{strategy=\"fast-x\"}"),
+        "{metrics}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.child().id().to_string()])
+        .status();
+    let out = child.wait_with_output();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("by strategy:"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -79,9 +79,13 @@ fn a_replay_of_a_live_run_makes_the_same_orders_fills_and_pnl() {
     let out = replay(dir, &[], &["--expect-parity"]);
     ok(&out);
     let rep = summary_json(&out);
-    assert_eq!(rep["replayed"], 19_998, "{rep}");
-    assert_eq!(rep["parity"]["identical"], true, "{}", rep["parity"]);
-    let orders = &rep["parity"]["kinds"]["order_request"];
+    assert_eq!(rep["replay"]["replayed"], 19_998, "{rep}");
+    assert_eq!(
+        rep["replay"]["parity"]["identical"], true,
+        "{}",
+        rep["replay"]["parity"]
+    );
+    let orders = &rep["replay"]["parity"]["kinds"]["order_request"];
     assert!(orders["recorded"].as_u64().unwrap() > 0, "{orders}");
     assert_eq!(orders["recorded"], orders["replayed"]);
     assert_eq!(engine_outcome(&live), engine_outcome(&rep));
@@ -99,7 +103,7 @@ fn a_replay_of_a_live_run_makes_the_same_orders_fills_and_pnl() {
         String::from_utf8_lossy(&out.stdout)
     );
     let rep = summary_json(&out);
-    assert_eq!(rep["parity"]["identical"], false);
+    assert_eq!(rep["replay"]["parity"]["identical"], false);
     assert_ne!(engine_outcome(&live), engine_outcome(&rep));
 }
 
@@ -139,12 +143,14 @@ fn inspect_and_verify_read_the_journal_and_find_damage() {
     let second = replay(&dir, &[], &["--from-time", &mid]);
     ok(&second);
     let (a, b) = (
-        summary_json(&first)["replayed"].as_u64().unwrap(),
-        summary_json(&second)["replayed"].as_u64().unwrap(),
+        summary_json(&first)["replay"]["replayed"].as_u64().unwrap(),
+        summary_json(&second)["replay"]["replayed"]
+            .as_u64()
+            .unwrap(),
     );
     assert!(a > 0 && b > 0, "{a} {b}");
     // Half a journal's decisions cannot be compared with the whole journal's.
-    assert!(summary_json(&first)["parity"].is_null());
+    assert!(summary_json(&first)["replay"]["parity"].is_null());
     // Records stamped exactly at `mid` are in both halves.
     assert!(a + b >= 19_998 && a + b < 19_998 + 100, "{a} + {b}");
 

@@ -270,15 +270,28 @@ pub struct KillSwitchSection {
 impl Config {
     /// Defaults, then `file`, then the environment.
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        match file {
+            None => Self::load_layers(None),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                Self::load_layers(Some((&text, &path.display().to_string())))
+            }
+        }
+    }
+
+    /// Defaults, then the TOML `text`, then the environment.
+    pub fn load_str(text: &str) -> anyhow::Result<Config> {
+        Self::load_layers(Some((text, "text")))
+    }
+
+    fn load_layers(file: Option<(&str, &str)>) -> anyhow::Result<Config> {
         let mut value: toml::Table = DEFAULTS.parse().context("embedded defaults")?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
+        if let Some((text, name)) = file {
             let user: toml::Table = text
                 .parse()
-                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-            merge(&mut value, user, "")
-                .with_context(|| format!("config file {}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!("config file {name}: {e}"))?;
+            merge(&mut value, user, "").with_context(|| format!("config file {name}"))?;
         }
         upgrade_legacy(&mut value)?;
         let mut env: Vec<(String, String)> = std::env::vars()

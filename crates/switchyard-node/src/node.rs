@@ -12,7 +12,7 @@ use switchyard::breaker::Breaker;
 use switchyard::clock::ManualClock;
 use switchyard::control::ControlEvent;
 use switchyard::kill_switch::{KillPolicy, KillSwitch, OperatorSecret, SecretError};
-use switchyard::lifecycle::{Registry, Runtime, RuntimeConfig, ShutdownTrigger};
+use switchyard::lifecycle::{ComponentKind, Registry, Runtime, RuntimeConfig, ShutdownTrigger};
 use switchyard::{Bus, Timestamp};
 use switchyard_journal::{Pace, ReadFilter};
 use switchyard_trading::engine::EngineCore;
@@ -174,26 +174,12 @@ impl NodeBuilder {
                             taker_fee_bps: v.taker_fee_bps,
                             maker_fee_bps: v.maker_fee_bps,
                         });
-                        let mut listed: Vec<String> = v.symbols.clone();
-                        listed.extend(
-                            cfg.strategy
-                                .iter()
-                                .filter(|s| s.venue == v.name)
-                                .map(|s| s.symbol.clone()),
-                        );
-                        listed.extend(
-                            cfg.sim
-                                .instruments
-                                .iter()
-                                .filter(|i| i.venue == v.name)
-                                .map(|i| i.symbol.clone()),
-                        );
-                        if !v.symbols.is_empty() {
-                            listed.retain(|s| v.symbols.contains(s));
+                        if v.symbols.is_empty() {
+                            // Every symbol of this venue, whoever trades it (configured or
+                            // code strategies).
+                            ex.list_any(v.tick, v.lot);
                         }
-                        listed.sort();
-                        listed.dedup();
-                        for sym in listed {
+                        for sym in &v.symbols {
                             ex.add_instrument(Instrument::new(
                                 InstrumentId::new(v.name.as_str(), sym.as_str()),
                                 v.tick,
@@ -241,13 +227,6 @@ impl NodeBuilder {
         });
         let mut registry = registry;
         let mut consumers: Vec<String> = Vec::new();
-        if let Some(addr) = cfg.http_addr()? {
-            registry.register(Arc::new(OpsComponent::new(
-                addr,
-                Arc::clone(&shared),
-                self.on_api_bound,
-            )))?;
-        }
         if self.status_lines && cfg.run.status_interval_secs > 0 {
             registry.register(Arc::new(StatusLines::new(
                 Duration::from_secs(cfg.run.status_interval_secs),
@@ -302,6 +281,20 @@ impl NodeBuilder {
                 consumers,
                 timeout,
                 Arc::clone(&shared),
+            )))?;
+        }
+        if let Some(addr) = cfg.http_addr()? {
+            let services: Vec<String> = registry
+                .health()
+                .into_iter()
+                .filter(|c| c.kind == ComponentKind::Service)
+                .map(|c| c.name)
+                .collect();
+            registry.register(Arc::new(OpsComponent::new(
+                addr,
+                Arc::clone(&shared),
+                self.on_api_bound,
+                services,
             )))?;
         }
         registry.validate()?;

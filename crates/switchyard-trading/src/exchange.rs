@@ -140,6 +140,8 @@ pub struct PaperExchange {
     in_flight: VecDeque<(Timestamp, u64, OrderRequest)>,
     next_seq: u64,
     next_venue_id: u64,
+    /// List every instrument on first sight, with this tick and lot size.
+    list_any: Option<(Price, Quantity)>,
 }
 
 impl PaperExchange {
@@ -154,6 +156,7 @@ impl PaperExchange {
             in_flight: VecDeque::new(),
             next_seq: 0,
             next_venue_id: 1,
+            list_any: None,
         }
     }
 
@@ -162,9 +165,25 @@ impl PaperExchange {
         self.instruments.insert(instrument.id.clone(), instrument);
     }
 
-    /// Whether `instrument` is listed.
+    /// Lists every instrument it is asked about (an order or market data), with one
+    /// tick and lot size, besides those listed explicitly.
+    pub fn list_any(&mut self, tick_size: Price, lot_size: Quantity) {
+        self.list_any = Some((tick_size, lot_size));
+    }
+
+    /// Whether `instrument` is listed (or would be, under [`PaperExchange::list_any`]).
     pub fn is_listed(&self, instrument: &InstrumentId) -> bool {
-        self.instruments.contains_key(instrument)
+        self.list_any.is_some() || self.instruments.contains_key(instrument)
+    }
+
+    fn listing(&mut self, id: &InstrumentId) -> Option<&Instrument> {
+        if let Some((tick, lot)) = self.list_any
+            && !self.instruments.contains_key(id)
+        {
+            self.instruments
+                .insert(id.clone(), Instrument::new(id.clone(), tick, lot));
+        }
+        self.instruments.get(id)
     }
 
     /// The order with this client id (open or closed, until purged).
@@ -300,7 +319,7 @@ impl PaperExchange {
                 ts_event: ts,
             })
         };
-        let Some(instrument) = self.instruments.get(&request.instrument) else {
+        let Some(instrument) = self.listing(&request.instrument).cloned() else {
             out.push(reject(
                 &request,
                 RejectReason::UnknownInstrument,

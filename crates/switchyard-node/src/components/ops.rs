@@ -23,14 +23,18 @@ pub struct OpsComponent {
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     on_bound: Option<Box<dyn Fn(SocketAddr) + Send + Sync>>,
+    deps: Vec<String>,
 }
 
 impl OpsComponent {
-    /// The API on `addr`; `on_bound` is told the bound address (the binary prints it).
+    /// The API on `addr`, started once `deps` run (the node passes its services, so the
+    /// API answers once the node is connected and subscribed, before the feed starts);
+    /// `on_bound` is told the bound address (the binary prints it).
     pub fn new(
         addr: SocketAddr,
         shared: Arc<NodeShared>,
         on_bound: Option<Box<dyn Fn(SocketAddr) + Send + Sync>>,
+        deps: Vec<String>,
     ) -> Self {
         OpsComponent {
             addr,
@@ -39,6 +43,7 @@ impl OpsComponent {
             stop: CancellationToken::new(),
             task: Mutex::new(None),
             on_bound,
+            deps,
         }
     }
 
@@ -55,6 +60,10 @@ impl Component for OpsComponent {
 
     fn kind(&self) -> ComponentKind {
         ComponentKind::Observer
+    }
+
+    fn dependencies(&self) -> Vec<String> {
+        self.deps.clone()
     }
 
     fn start<'a>(
