@@ -473,7 +473,7 @@ fn a_loss_limit_halt_at_a_high_rate_triggers_once_and_stays_quiet() {
     assert!(halted <= 5, "{halted} requests while halted");
     assert!(s.engine.stats.market_events > 150_000);
     // One trigger in the journal's audit: control records are bounded.
-    let i = switchyard_journal::inspect(&journal.path().join("run")).unwrap();
+    let i = switchyard_journal::inspect(journal.path().join("run")).unwrap();
     let audit = i
         .by_topic
         .get("switchyard.control.kill_switch")
