@@ -20,3 +20,10 @@ pub mod journal;
 pub mod ops;
 pub mod remote_feed;
 pub mod status;
+
+/// Unsubscribes every subscription a component holds (at its stop).
+pub(crate) fn unsubscribe_all(subs: &std::sync::Mutex<Vec<switchyard::bus::Subscription>>) {
+    for s in subs.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        s.unsubscribe();
+    }
+}

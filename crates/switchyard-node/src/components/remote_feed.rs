@@ -75,14 +75,7 @@ impl Component for RemoteFeedComponent {
 
     fn stop<'a>(&'a self, _ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
         Box::pin(async move {
-            for s in self
-                .subs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain(..)
-            {
-                s.unsubscribe();
-            }
+            super::unsubscribe_all(&self.subs);
             Ok(())
         })
     }
