@@ -718,6 +718,48 @@ mod tests {
     }
 
     #[test]
+    fn the_earlier_single_strategy_and_exchange_tables_still_load() {
+        let c = Config::load_str(
+            "[strategy]\nfast = 7\n[exchange]\nvenue = \"binance-futures\"\nlatency_ms = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.strategy.len(), 1);
+        let s = &c.strategy[0];
+        assert_eq!((s.name.as_str(), s.kind.as_str()), ("mac", "ma_crossover"));
+        assert_eq!(s.params["fast"].as_integer(), Some(7));
+        // The other keys come from the defaults' entry.
+        assert_eq!(s.params["slow"].as_integer(), Some(200));
+        assert_eq!(c.venue.len(), 1);
+        assert_eq!(
+            (c.venue[0].name.as_str(), c.venue[0].latency_ms),
+            ("binance-futures", 0)
+        );
+        assert_eq!(c.venue[0].kind, "paper");
+        c.validate_entries(&["ma_crossover"]).unwrap();
+    }
+
+    #[test]
+    fn overrides_reach_list_entries_by_index_or_the_only_one() {
+        let mut t: toml::Table = DEFAULTS.parse().unwrap();
+        let path = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        set_path(&mut t, &path("strategy.fast"), toml::Value::Integer(9)).unwrap();
+        assert_eq!(t["strategy"][0]["fast"].as_integer(), Some(9));
+        set_path(&mut t, &path("strategy.0.slow"), toml::Value::Integer(99)).unwrap();
+        assert_eq!(t["strategy"][0]["slow"].as_integer(), Some(99));
+        let mut two = t["strategy"][0].clone();
+        two.as_table_mut()
+            .unwrap()
+            .insert("name".into(), "b".into());
+        t["strategy"].as_array_mut().unwrap().push(two);
+        let e = set_path(&mut t, &path("strategy.fast"), toml::Value::Integer(1)).unwrap_err();
+        assert!(e.to_string().contains("STRATEGY__0__FAST"), "{e}");
+        let e = set_path(&mut t, &path("strategy.5.fast"), toml::Value::Integer(1)).unwrap_err();
+        assert!(e.to_string().contains("there are 2 entries"), "{e}");
+        set_path(&mut t, &path("strategy.1.fast"), toml::Value::Integer(4)).unwrap();
+        assert_eq!(t["strategy"][1]["fast"].as_integer(), Some(4));
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));

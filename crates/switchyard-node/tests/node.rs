@@ -493,3 +493,113 @@ fn a_loss_limit_halt_at_a_high_rate_triggers_once_and_stays_quiet() {
     let triggered = s.kill_switch.active.len();
     assert_eq!(triggered, 1);
 }
+
+/// Asks for a BTCUSDT market order of an odd size (not a multiple of the venue's lot)
+/// on every quote while nothing of its own is open: the venue refuses each on arrival.
+struct OddLots;
+
+impl Strategy for OddLots {
+    fn name(&self) -> &str {
+        "odd-lots"
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        let btc = InstrumentId::new("binance-futures", "BTCUSDT");
+        if ev.instrument() != &btc || !ctx.open_quantity(&btc).is_zero() {
+            return;
+        }
+        let _ = ctx.market_order(&btc, Side::Buy, "0.0015".parse().unwrap());
+    }
+}
+
+#[test]
+fn the_breaker_sees_venue_rejections_that_arrive_after_the_latency() {
+    // The default latency (5 ms): every refusal arrives on a later market event.
+    let cfg = config("");
+    assert_eq!(cfg.venue[0].latency_ms, 5);
+    let s = run(Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(OddLots)
+        .build()
+        .unwrap());
+    let r = &s.engine.stats.rejections;
+    // consecutive_failures = 5: five venue refusals open the breaker, and it refuses the
+    // rest itself (and lets a probe through after each open period).
+    assert_eq!(s.report.components.len(), 2);
+    let venue_refused = r.get("invalid_quantity").copied().unwrap_or(0);
+    let breaker_refused = r.get("circuit_open").copied().unwrap_or(0);
+    assert!(venue_refused >= 5, "{r:?}");
+    assert!(breaker_refused > venue_refused, "{r:?}");
+    assert!(
+        s.engine.stats.orders_sent < s.engine.stats.orders / 2,
+        "{:?}",
+        s.engine.stats
+    );
+}
+
+#[test]
+fn a_kill_scoped_to_a_venue_halts_only_the_strategies_trading_there() {
+    let alone_mac = run(Node::builder(config(MAC)).build().unwrap());
+    let node = Node::builder(config(MAC))
+        .strategy(Momentum::new("mom"))
+        .build()
+        .unwrap();
+    node.shared()
+        .kill_switch
+        .trigger(switchyard::kill_switch::TriggerRequest::new(
+            switchyard::kill_switch::Scope::Venue("truefx".into()),
+            switchyard::kill_switch::Mode::Halt,
+            "venue test",
+            "test",
+        ));
+    let s = run(node);
+    let mom = strategy(&s, "mom");
+    assert_eq!(mom["stats"]["orders_sent"], 0, "{mom}");
+    // It saw its gate and did not ask.
+    assert_eq!(mom["stats"]["orders"], 0, "{mom}");
+    assert_eq!(strategy(&s, "mac"), strategy(&alone_mac, "mac"));
+}
+
+#[test]
+fn the_operations_api_stops_last_and_shutdown_follows_the_trailing_data_in_the_journal() {
+    let journal = tempfile::tempdir().unwrap();
+    let mut cfg = config(MAC);
+    cfg.run.http = "127.0.0.1:0".into();
+    let node = Node::builder(cfg)
+        .journal_dir(journal.path().join("run"))
+        .build()
+        .unwrap();
+    let s = run(node);
+    let order: Vec<&str> = s
+        .report
+        .components
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(order.first(), Some(&"feed"), "{order:?}");
+    assert_eq!(order.last(), Some(&"ops-api"), "{order:?}");
+    assert!(
+        s.report
+            .components
+            .iter()
+            .all(|c| c.outcome == StopOutcome::Stopped),
+        "{s}"
+    );
+    // The journal closed after the drain: every market event is in it, and the shutdown
+    // record comes after the last of them.
+    let reader = switchyard_journal::JournalReader::open(journal.path().join("run")).unwrap();
+    let (mut last_market, mut shutdown, mut market) = (0, 0, 0u64);
+    for rec in reader.records(switchyard_journal::ReadFilter::default()) {
+        let rec = rec.unwrap();
+        if rec.kind == switchyard_trading::wire::MARKET_EVENT {
+            last_market = rec.index;
+            market += 1;
+        } else if rec.topic == "switchyard.control.shutdown" {
+            shutdown = rec.index;
+        }
+    }
+    assert_eq!(market, s.feed.published);
+    assert!(
+        shutdown > last_market,
+        "shutdown #{shutdown}, last market data #{last_market}"
+    );
+}
