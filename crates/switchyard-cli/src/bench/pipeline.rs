@@ -1,7 +1,8 @@
 //! The whole pipeline at max speed on the real BTCUSDT files, run by the node (one
-//! strategy, then four), against two same-run baselines: the same engine wired by hand on
-//! a bus without the node's components, and the same chain called synchronously without
-//! the bus (the floor the bus adds to).
+//! strategy, then four), against two same-run baselines: the same engine (with the
+//! kill-switch policy) wired by hand on a bus, its feed spawned on a worker, without the
+//! node's components — what the binary did before the node; and the same chain called
+//! synchronously without the bus (the floor the bus adds to).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use switchyard::Bus;
 use switchyard::breaker::Breaker;
 use switchyard::bus::Overflow;
-use switchyard::kill_switch::{GateState, KillSwitch, KillSwitchConfig};
+use switchyard::kill_switch::{GateState, KillPolicy, KillSwitch, KillSwitchConfig};
 use switchyard_node::{Config, Node};
 use switchyard_trading::engine::{EngineCore, EngineHandler};
 use switchyard_trading::exchange::{ExchangeConfig, PaperExchange};
@@ -139,7 +140,9 @@ async fn hand_built(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
     let ks = KillSwitch::new(KillSwitchConfig::default(), None, bus.clock())?;
     let guard = RiskGuard::new(cfg.risk.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let breaker = Breaker::new("bench", cfg.breaker.clone())?;
+    let policy = KillPolicy::new(cfg.policy.clone(), Instant::now())?;
     let engine = EngineCore::builder(bus.clone(), ks, guard)
+        .policy(policy)
         .venue(cfg.venue[0].name.clone(), Box::new(paper(cfg)), breaker)?
         .strategy(Box::new(crossover(cfg)?), None)?
         .build()?;
@@ -152,13 +155,14 @@ async fn hand_built(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
         .subscribe(EngineHandler::new(engine))?;
     let source = switchyard_node::feed_source(cfg)?;
     let start = Instant::now();
-    let s = run_feed(
+    // On a worker, as the node runs it (and as the binary did before the node).
+    let feed = tokio::spawn(run_feed(
         bus.clone(),
         source,
         Default::default(),
         Arc::new(FeedStats::default()),
-    )
-    .await?;
+    ));
+    let s = feed.await??;
     bus.shutdown(Duration::from_secs(30)).await;
     Ok((s.published, start.elapsed()))
 }
