@@ -214,7 +214,7 @@ impl NodeBuilder {
         let shared = Arc::new(NodeShared {
             bus: bus.clone(),
             kill_switch,
-            engine: Some(Arc::clone(&engine)),
+            engine: Arc::clone(&engine),
             breakers,
             feed_stats: Arc::new(FeedStats::default()),
             registry: registry.clone(),
@@ -513,7 +513,7 @@ impl Node {
             reason: report.reason.to_string(),
             elapsed_secs: started.elapsed().as_secs_f64(),
             feed,
-            engine: shared.view().expect("the node has an engine"),
+            engine: shared.view(),
             kill_switch: shared.kill_switch.status(),
             bus: shared.bus.snapshot(),
             error,

@@ -80,7 +80,8 @@ impl OpsProvider for NodeProvider {
         json!({
             "role": s.role,
             "components": components,
-            "engine": s.view(),
+            // The feed role runs no strategies: no engine figures to show.
+            "engine": (s.role != crate::config::Role::Feed).then(|| s.view()),
         })
     }
 
@@ -111,7 +112,8 @@ impl OpsProvider for NodeProvider {
                 f.sample(&[("component", c.name.as_str())], u64::from(up));
             }
         }
-        if let Some(v) = s.view() {
+        {
+            let v = s.view();
             w.counter(
                 "switchyard_orders_total",
                 "Order requests from strategies.",

@@ -29,8 +29,9 @@ pub struct NodeShared {
     pub bus: Bus,
     /// The kill switch.
     pub kill_switch: KillSwitch,
-    /// The engine (none in the feed role).
-    pub engine: Option<Arc<Mutex<EngineCore>>>,
+    /// The engine (built in every role; subscribed only where strategies run, so in the
+    /// feed role its counters stay zero and no `trading-engine` component is listed).
+    pub engine: Arc<Mutex<EngineCore>>,
     /// One breaker per venue.
     pub breakers: Vec<Breaker>,
     /// Market events published by the feed (or received from NATS).
@@ -52,11 +53,9 @@ pub struct NodeShared {
 }
 
 impl NodeShared {
-    /// Engine counters, positions and P&L (none in the feed role).
-    pub fn view(&self) -> Option<EngineView> {
-        self.engine
-            .as_ref()
-            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).view())
+    /// Engine counters, positions and P&L, in total and per strategy.
+    pub fn view(&self) -> EngineView {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner()).view()
     }
 
     /// Records an error that fails the run.

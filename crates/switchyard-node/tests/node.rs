@@ -603,3 +603,30 @@ fn the_operations_api_stops_last_and_shutdown_follows_the_trailing_data_in_the_j
         "shutdown #{shutdown}, last market data #{last_market}"
     );
 }
+
+#[test]
+fn status_in_the_feed_role_shows_no_trading_engine() {
+    let mut cfg = config(MAC);
+    cfg.run.role = "feed".into();
+    cfg.nats.url = "nats://127.0.0.1:1".into(); // not contacted: nothing starts here
+    cfg.validate().unwrap();
+    let node = Node::builder(cfg).build().unwrap();
+    let names = node.shared().registry.names();
+    assert!(!names.iter().any(|n| n == "trading-engine"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "feed") && names.iter().any(|n| n == "nats-bridge"),
+        "{names:?}"
+    );
+    let status = switchyard_ops::OpsProvider::status(&switchyard_node::provider::NodeProvider(
+        Arc::clone(node.shared()),
+    ));
+    let shown: Vec<&str> = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(status["role"], "feed");
+    assert!(status["engine"].is_null(), "{status}");
+}

@@ -406,3 +406,162 @@ fn public_state_types_are_send_and_sync() {
     assert_send_sync::<switchyard_trading::strategy::MovingAverageCrossover>();
     assert_send_sync::<switchyard_trading::strategy::StrategyContext>();
 }
+
+#[test]
+fn the_bucket_reports_whole_tokens_available() {
+    let t0 = Instant::now();
+    let mut b = TokenBucket::new(4, 3);
+    assert_eq!(b.available(t0), 3);
+    assert!(b.try_take(t0) && b.try_take(t0));
+    assert_eq!(b.available(t0), 1);
+    assert!(b.try_take(t0));
+    assert_eq!(b.available(t0), 0);
+    // 4 per second: one whole token after 250 ms, not before; capped at the burst.
+    assert_eq!(b.available(t0 + Duration::from_millis(249)), 0);
+    assert_eq!(b.available(t0 + Duration::from_millis(250)), 1);
+    assert_eq!(b.available(t0 + Duration::from_millis(600)), 2);
+    assert_eq!(b.available(t0 + Duration::from_secs(60)), 3);
+}
+
+#[test]
+fn the_open_order_count_follows_approvals_fills_and_closes() {
+    let now = Instant::now();
+    let mut l = loose_limits();
+    l.max_open_orders = 2;
+    let mut g = guard(l);
+    assert_eq!(g.open_orders(), 0);
+    g.check(market("a", Side::Buy, "2"), GateState::Open, now)
+        .unwrap();
+    g.check(market("b", Side::Buy, "1"), GateState::Open, now)
+        .unwrap();
+    assert_eq!(g.open_orders(), 2);
+    assert_eq!(
+        reason(g.check(market("c", Side::Buy, "1"), GateState::Open, now)),
+        RejectReason::MaxOpenOrders
+    );
+    // A partial fill keeps the order open; its last fill closes it.
+    let mut part = fill("a", Side::Buy, "1", "100");
+    part.last = false;
+    g.on_fill(&part).unwrap();
+    assert_eq!(g.open_orders(), 2, "a partial fill leaves the order open");
+    g.on_fill(&part).unwrap();
+    assert_eq!(g.open_orders(), 1, "the leaves reached zero");
+    // A fill flagged last closes the order even with leaves left.
+    let mut last = fill("b", Side::Buy, "0.5", "100");
+    last.last = true;
+    g.on_fill(&last).unwrap();
+    assert_eq!(g.open_orders(), 0);
+    g.check(market("d", Side::Buy, "1"), GateState::Open, now)
+        .unwrap();
+    g.on_order_closed(&"d".into());
+    assert_eq!(g.open_orders(), 0);
+}
+
+#[test]
+fn the_position_limit_counts_open_orders_of_the_same_instrument_and_side_only() {
+    let now = Instant::now();
+    let mut l = loose_limits();
+    l.max_position = q("3");
+    let mut g = guard(l);
+    let mut eth = market("e", Side::Buy, "3");
+    eth.instrument = switchyard_trading::model::InstrumentId::new("binance-futures", "ETHUSDT");
+    g.on_market_data(&switchyard_trading::model::MarketEvent::Trade(
+        switchyard_trading::model::Trade {
+            instrument: eth.instrument.clone(),
+            ..match trade(1, "100") {
+                switchyard_trading::model::MarketEvent::Trade(t) => t,
+                _ => unreachable!(),
+            }
+        },
+    ));
+    g.check(eth, GateState::Open, now).unwrap(); // another instrument: does not count
+    g.check(market("s", Side::Sell, "3"), GateState::Open, now)
+        .unwrap(); // other side
+    g.check(market("b", Side::Buy, "3"), GateState::Open, now)
+        .unwrap(); // 3 ≤ 3
+    assert_eq!(
+        reason(g.check(market("b2", Side::Buy, "0.001"), GateState::Open, now)),
+        RejectReason::PositionLimit
+    );
+}
+
+#[test]
+fn an_order_of_exactly_the_largest_quantity_passes() {
+    let now = Instant::now();
+    let mut l = loose_limits();
+    l.max_order_quantity = q("5");
+    let mut g = guard(l);
+    g.check(market("a", Side::Buy, "5"), GateState::Open, now)
+        .unwrap();
+    assert_eq!(
+        reason(g.check(market("b", Side::Buy, "5.001"), GateState::Open, now)),
+        RejectReason::MaxOrderQuantity
+    );
+}
+
+#[test]
+fn past_the_loss_limit_only_orders_that_shrink_the_position_pass() {
+    let now = Instant::now();
+    let mut l = loose_limits();
+    l.daily_loss_limit = m("1");
+    let mut g = guard(l);
+    g.check(market("a", Side::Buy, "2"), GateState::Open, now)
+        .unwrap();
+    g.on_fill(&fill("a", Side::Buy, "2", "100")).unwrap();
+    g.on_market_data(&trade(2, "99")); // −2: breached
+    assert!(g.loss_limit_breached());
+    // Selling more than the long position would open a short: refused.
+    assert_eq!(
+        reason(g.check(market("s3", Side::Sell, "3"), GateState::Open, now)),
+        RejectReason::DailyLossLimit
+    );
+    // Buying adds risk: refused.
+    assert_eq!(
+        reason(g.check(market("b", Side::Buy, "1"), GateState::Open, now)),
+        RejectReason::DailyLossLimit
+    );
+    // Selling within the position shrinks it: passes, and counts against what is left.
+    g.check(market("s1", Side::Sell, "1"), GateState::Open, now)
+        .unwrap();
+    g.check(market("s2", Side::Sell, "1"), GateState::Open, now)
+        .unwrap();
+    assert_eq!(
+        reason(g.check(market("s4", Side::Sell, "0.5"), GateState::Open, now)),
+        RejectReason::DailyLossLimit,
+        "with 2 already being sold, 0.5 more would open a short"
+    );
+}
+
+#[test]
+fn past_the_loss_limit_a_short_may_only_be_bought_back() {
+    let now = Instant::now();
+    let mut l = loose_limits();
+    l.daily_loss_limit = m("1");
+    let mut g = guard(l);
+    g.check(market("a", Side::Sell, "2"), GateState::Open, now)
+        .unwrap();
+    g.on_fill(&fill("a", Side::Sell, "2", "100")).unwrap();
+    g.on_market_data(&trade(2, "101")); // −2: breached
+    assert!(g.loss_limit_breached());
+    assert_eq!(
+        reason(g.check(market("b3", Side::Buy, "3"), GateState::Open, now)),
+        RejectReason::DailyLossLimit,
+        "buying 3 against a short of 2 would open a long"
+    );
+    g.check(market("b2", Side::Buy, "2"), GateState::Open, now)
+        .unwrap();
+}
+
+#[test]
+fn an_order_of_exactly_the_largest_notional_passes() {
+    let now = Instant::now();
+    let mut l = loose_limits();
+    l.max_notional = m("500");
+    let mut g = guard(l); // reference price 100
+    g.check(market("a", Side::Buy, "5"), GateState::Open, now)
+        .unwrap();
+    assert_eq!(
+        reason(g.check(market("b", Side::Buy, "5.001"), GateState::Open, now)),
+        RejectReason::MaxNotional
+    );
+}

@@ -9,6 +9,7 @@ use switchyard::lifecycle::{
     BoxFuture, Component, ComponentContext, ComponentError, ComponentKind,
 };
 
+use crate::config::Role;
 use crate::shared::NodeShared;
 
 /// Prints status lines every `every`.
@@ -38,18 +39,19 @@ pub fn status_line(shared: &NodeShared, events: u64, rate: f64) -> String {
     } else {
         "open"
     };
-    match shared.view() {
-        Some(v) => format!(
-            "status: events {events} ({rate:.0}/s) orders {} fills {} rejections {} pnl {} kill-switch {ks} drops {drops}",
-            v.stats.orders,
-            v.stats.fills,
-            v.stats.rejected(),
-            v.total_pnl
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "?".into()),
-        ),
-        None => format!("status: events {events} ({rate:.0}/s) kill-switch {ks} drops {drops}"),
+    if shared.role == Role::Feed {
+        return format!("status: events {events} ({rate:.0}/s) kill-switch {ks} drops {drops}");
     }
+    let v = shared.view();
+    format!(
+        "status: events {events} ({rate:.0}/s) orders {} fills {} rejections {} pnl {} kill-switch {ks} drops {drops}",
+        v.stats.orders,
+        v.stats.fills,
+        v.stats.rejected(),
+        v.total_pnl
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "?".into()),
+    )
 }
 
 impl Component for StatusLines {
