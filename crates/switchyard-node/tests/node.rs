@@ -59,6 +59,7 @@ taker_fee_bps = 4
 maker_fee_bps = 2
 tick = "0.01"
 lot = "0.001"
+symbols = ["BTCUSDT", "ETHUSDT"]
 [[venue]]
 name = "truefx"
 kind = "paper"
@@ -67,6 +68,7 @@ taker_fee_bps = 1
 maker_fee_bps = 0
 tick = "0.001"
 lot = "1"
+symbols = ["USDJPY"]
 {extra}
 "#
     );
@@ -205,6 +207,18 @@ fn two_strategies_make_what_each_makes_alone() {
             .iter()
             .all(|p| p["instrument"] == "USDJPY.truefx")
     );
+    // Each strategy was shown every market event, and sent what filled.
+    for v in [&mac, &mom] {
+        assert_eq!(
+            v["stats"]["market_events"], both.engine.stats.market_events,
+            "{v}"
+        );
+        assert!(
+            v["stats"]["orders_sent"].as_u64().unwrap() >= v["stats"]["fills"].as_u64().unwrap(),
+            "{v}"
+        );
+        assert!(v["stats"]["orders_sent"].as_u64().unwrap() > 0, "{v}");
+    }
     // The totals are the sums.
     assert_eq!(
         both.engine.stats.fills,
@@ -585,16 +599,17 @@ fn the_operations_api_stops_last_and_shutdown_follows_the_trailing_data_in_the_j
         "{s}"
     );
     // The journal closed after the drain: every market event is in it, and the shutdown
-    // record comes after the last of them.
+    // was published after the last of them.
     let reader = switchyard_journal::JournalReader::open(journal.path().join("run")).unwrap();
     let (mut last_market, mut shutdown, mut market) = (0, 0, 0u64);
     for rec in reader.records(switchyard_journal::ReadFilter::default()) {
         let rec = rec.unwrap();
+        // Bus sequence numbers: the journal's own index interleaves its recorders' queues.
         if rec.kind == switchyard_trading::wire::MARKET_EVENT {
-            last_market = rec.index;
+            last_market = last_market.max(rec.seq);
             market += 1;
         } else if rec.topic == "switchyard.control.shutdown" {
-            shutdown = rec.index;
+            shutdown = rec.seq;
         }
     }
     assert_eq!(market, s.feed.published);
@@ -629,4 +644,311 @@ fn status_in_the_feed_role_shows_no_trading_engine() {
     assert_eq!(shown, names.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(status["role"], "feed");
     assert!(status["engine"].is_null(), "{status}");
+}
+
+#[test]
+fn the_order_rate_limit_runs_on_event_time() {
+    // One order a second of event time, burst 1: the crossover asks more often than that
+    // over the files' span, so some orders pass (time moves forward) and some are refused.
+    let mut cfg = config(MAC);
+    cfg.risk.orders_per_second = 1;
+    cfg.risk.burst = 1;
+    let s = run(Node::builder(cfg.clone()).build().unwrap());
+    let limited = s
+        .engine
+        .stats
+        .rejections
+        .get("rate_limited")
+        .copied()
+        .unwrap_or(0);
+    assert!(s.engine.stats.orders_sent > 1, "{s}");
+    assert!(limited > 0, "{s}");
+    // Event time, not the wall clock: the same data makes the same decisions.
+    let again = run(Node::builder(cfg).build().unwrap());
+    assert_eq!(
+        serde_json::to_value(&again.engine.stats).unwrap(),
+        serde_json::to_value(&s.engine.stats).unwrap()
+    );
+}
+
+/// Buys `size` BTC at market once, on the first BTC event.
+struct OneShot {
+    name: &'static str,
+    size: &'static str,
+    done: bool,
+}
+
+impl Strategy for OneShot {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        let btc = InstrumentId::new("binance-futures", "BTCUSDT");
+        if self.done || ev.instrument() != &btc {
+            return;
+        }
+        self.done = ctx
+            .market_order(&btc, Side::Buy, self.size.parse().unwrap())
+            .is_ok();
+    }
+}
+
+#[test]
+fn the_loss_limits_trip_without_waiting_for_an_order() {
+    use switchyard::kill_switch::Scope;
+    // One buy of 1 BTC pays ~3.9 in taker fees: past a loss limit of 0.5 on the next
+    // event, with no further order to be refused.
+    let mut cfg = config("");
+    cfg.risk.daily_loss_limit = "0.5".parse().unwrap();
+    let one = OneShot {
+        name: "one",
+        size: "1",
+        done: false,
+    };
+    let s = run(Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(one)
+        .build()
+        .unwrap());
+    assert_eq!(s.kill_switch.counters.triggers, 1, "{s}");
+    assert_eq!(s.kill_switch.active[0].scope, Scope::All);
+    assert_eq!(s.engine.stats.orders, 1);
+    // The strategy's own limit trips its own scope only; a second strategy trades on.
+    let cfg = config(MAC);
+    let mut own = cfg.risk.clone();
+    own.daily_loss_limit = "0.5".parse().unwrap();
+    let one = OneShot {
+        name: "one",
+        size: "1",
+        done: false,
+    };
+    let alone_mac = run(Node::builder(config(MAC)).build().unwrap());
+    let s = run(Node::builder(cfg)
+        .strategy_with_limits(one, own)
+        .build()
+        .unwrap());
+    assert_eq!(s.kill_switch.counters.triggers, 1, "{s}");
+    assert_eq!(s.kill_switch.active[0].scope, Scope::Strategy("one".into()));
+    assert_eq!(strategy(&s, "mac"), strategy(&alone_mac, "mac"));
+}
+
+#[test]
+fn an_instrument_no_venue_lists_is_refused_before_any_venue() {
+    struct Unlisted;
+    impl Strategy for Unlisted {
+        fn name(&self) -> &str {
+            "unlisted"
+        }
+        fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+            let xrp = InstrumentId::new("binance-futures", "XRPUSDT");
+            if ev.instrument().symbol.as_str() == "BTCUSDT" && ctx.open_quantity(&xrp).is_zero() {
+                let _ = ctx.market_order(&xrp, Side::Buy, Quantity::ONE);
+            }
+        }
+    }
+    let s = run(Node::builder(config(""))
+        .strategies_from_config(false)
+        .strategy(Unlisted)
+        .build()
+        .unwrap());
+    let st = &s.engine.stats;
+    assert!(st.orders > 0);
+    assert_eq!(st.orders_sent, 0, "{st:?}");
+    assert_eq!(st.rejections.get("unknown_instrument"), Some(&st.orders));
+}
+
+/// Buys 1 USDJPY at market on its first quote and sells it back from `on_fill`,
+/// recording the event time of each fill.
+struct InAndOut {
+    fills: Arc<std::sync::Mutex<Vec<(Side, u64)>>>,
+    done: bool,
+}
+
+impl Strategy for InAndOut {
+    fn name(&self) -> &str {
+        "in-and-out"
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        if !self.done && ev.instrument() == &usdjpy() {
+            self.done = ctx
+                .market_order(&usdjpy(), Side::Buy, Quantity::ONE)
+                .is_ok();
+        }
+    }
+    fn on_fill(&mut self, fill: &switchyard_trading::model::Fill, ctx: &mut StrategyContext) {
+        self.fills
+            .lock()
+            .unwrap()
+            .push((fill.side, fill.ts_event.0));
+        if fill.side == Side::Buy {
+            let _ = ctx.market_order(&usdjpy(), Side::Sell, Quantity::ONE);
+        }
+    }
+}
+
+#[test]
+fn an_order_asked_for_in_on_fill_goes_out_at_once() {
+    let fills = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let strat = InAndOut {
+        fills: Arc::clone(&fills),
+        done: false,
+    };
+    let s = run(Node::builder(config(""))
+        .strategies_from_config(false)
+        .strategy(strat)
+        .build()
+        .unwrap());
+    let f = fills.lock().unwrap().clone();
+    assert_eq!(f.len(), 2, "{f:?} {s}");
+    // No latency at truefx: the sell asked for in on_fill fills at the buy's event time,
+    // not at the next quote's.
+    assert_eq!((f[0].0, f[1].0), (Side::Buy, Side::Sell));
+    assert_eq!(f[0].1, f[1].1);
+    assert_eq!(s.engine.stats.orders_sent, 2);
+}
+
+/// Rests one buy limit far below the market.
+struct Rest {
+    done: bool,
+}
+
+impl Strategy for Rest {
+    fn name(&self) -> &str {
+        "rest"
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        if !self.done && ev.instrument() == &usdjpy() {
+            let price = "80".parse().unwrap();
+            self.done = ctx
+                .limit_order(&usdjpy(), Side::Buy, Quantity::ONE, price)
+                .is_ok();
+        }
+    }
+}
+
+#[test]
+fn a_halt_cancels_the_open_orders_it_covers() {
+    let mut cfg = config("");
+    cfg.risk.price_band_bps = 9_000;
+    let node = Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(Rest { done: false })
+        .build()
+        .unwrap();
+    let shared = Arc::clone(node.shared());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt
+        .block_on(node.run(async move {
+            // Once the order rests at the venue, halt everything; the data then runs out.
+            while shared.view().open_orders == 0 {
+                tokio::task::yield_now().await;
+            }
+            shared
+                .kill_switch
+                .trigger(switchyard::kill_switch::TriggerRequest::new(
+                    switchyard::kill_switch::Scope::All,
+                    switchyard::kill_switch::Mode::Halt,
+                    "test halt",
+                    "test",
+                ));
+            std::future::pending().await
+        }))
+        .unwrap();
+    let st = &s.engine.stats;
+    assert_eq!(st.orders_sent, 1, "{st:?}");
+    assert_eq!(st.cancels, 1, "{st:?}");
+    assert_eq!(s.engine.open_orders, 0);
+    assert_eq!(s.kill_switch.counters.triggers, 1);
+}
+
+/// Buys 1 USDJPY at market on its first quote and holds it.
+struct Hold {
+    done: bool,
+}
+
+impl Strategy for Hold {
+    fn name(&self) -> &str {
+        "hold"
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        if !self.done && ev.instrument() == &usdjpy() {
+            self.done = ctx
+                .market_order(&usdjpy(), Side::Buy, Quantity::ONE)
+                .is_ok();
+        }
+    }
+}
+
+#[test]
+fn a_flatten_closes_each_position_and_cancels_open_orders_per_strategy() {
+    let mut cfg = config("");
+    cfg.risk.price_band_bps = 9_000;
+    let node = Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(Rest { done: false })
+        .strategy(Hold { done: false })
+        .build()
+        .unwrap();
+    let shared = Arc::clone(node.shared());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt
+        .block_on(node.run(async move {
+            loop {
+                let v = shared.view();
+                if v.strategies[0].open_orders == 1 && !v.strategies[1].positions.is_empty() {
+                    // Each strategy's own book: rest's order is open, hold's is filled.
+                    assert_eq!(v.strategies[1].open_orders, 0);
+                    assert!(v.strategies[0].positions.is_empty());
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            shared
+                .kill_switch
+                .trigger(switchyard::kill_switch::TriggerRequest::new(
+                    switchyard::kill_switch::Scope::All,
+                    switchyard::kill_switch::Mode::Flatten,
+                    "test flatten",
+                    "test",
+                ));
+            std::future::pending().await
+        }))
+        .unwrap();
+    let rest = &s.engine.strategies[0];
+    let hold = &s.engine.strategies[1];
+    assert_eq!(rest.stats.cancels, 1, "{s}");
+    // hold's long was closed by a sell, attributed to hold: flat, two fills.
+    assert_eq!(hold.stats.fills, 2, "{s}");
+    assert!(hold.positions.iter().all(|p| p.quantity.is_zero()), "{s}");
+    assert_eq!(s.engine.open_orders, 0);
+}
+
+#[test]
+fn a_venue_slower_than_the_breaker_allows_opens_it() {
+    // The breaker times each order from submission to the venue's first report, in event
+    // time: with 5 ms of latency every order is a slow call over 1 ms.
+    let slow = |latency_ms: u64| {
+        let mut cfg = config(MAC);
+        cfg.venue[0].latency_ms = latency_ms;
+        cfg.breaker.slow_call_duration = Some(std::time::Duration::from_millis(1));
+        cfg.breaker.slow_call_rate_threshold = Some(0.5);
+        cfg.breaker.minimum_calls = 4;
+        let s = run(Node::builder(cfg).build().unwrap());
+        s.engine
+            .stats
+            .rejections
+            .get("circuit_open")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(slow(5) > 0, "slow calls opened the breaker");
+    assert_eq!(slow(0), 0, "no latency, no slow call");
 }

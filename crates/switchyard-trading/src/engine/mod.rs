@@ -274,16 +274,6 @@ impl EngineCore {
         }
     }
 
-    /// The strategies' ids, in registration order.
-    pub fn strategy_ids(&self) -> Vec<StrategyId> {
-        self.strategies.iter().map(|s| s.id.clone()).collect()
-    }
-
-    /// The venues' names and breakers.
-    pub fn breakers(&self) -> Vec<Breaker> {
-        self.venues.iter().map(|v| v.breaker.clone()).collect()
-    }
-
     /// Event time as an `Instant` (for the throttle, the policy): deterministic in replays.
     fn instant(&mut self, ts: Timestamp) -> Instant {
         let (t0, i0) = *self.epoch.get_or_insert((ts, Instant::now()));
@@ -424,7 +414,7 @@ impl EngineCore {
             Some(own) => match own.check(req, gate, now) {
                 Ok(a) => a.into_request(),
                 Err(rej) => {
-                    self.risk_rejected(i, rej, ts, now, true);
+                    self.risk_rejected(i, rej, ts, now);
                     return;
                 }
             },
@@ -435,7 +425,7 @@ impl EngineCore {
                 if let Some(own) = &mut self.strategies[i].limits {
                     own.on_order_closed(&id);
                 }
-                self.risk_rejected(i, rej, ts, now, false);
+                self.risk_rejected(i, rej, ts, now);
                 return;
             }
         };
@@ -478,27 +468,14 @@ impl EngineCore {
         }
     }
 
-    fn risk_rejected(
-        &mut self,
-        i: usize,
-        rej: RiskRejection,
-        ts: Timestamp,
-        now: Instant,
-        own_limits: bool,
-    ) {
+    fn risk_rejected(&mut self, i: usize, rej: RiskRejection, ts: Timestamp, now: Instant) {
         let trip = rej.trip_kill_switch;
         let r = rej.to_order_rejected(ts);
         self.reject(i, r);
         if trip {
+            // The guard refused for the loss limit it also reports as breached: trip
+            // now (the global scope or the strategy's), once.
             self.check_loss_limits();
-            if own_limits && !self.strategies[i].loss_tripped {
-                self.strategies[i].loss_tripped = true;
-                let scope = Scope::Strategy(self.strategies[i].id.as_str().into());
-                self.trip(scope, "strategy daily loss limit breached");
-            } else if !own_limits && !self.loss_tripped {
-                self.loss_tripped = true;
-                self.trip(Scope::All, "daily loss limit breached");
-            }
         }
         if let Some(p) = &mut self.policy
             && let Some(t) = p.observe_rejection(now)
