@@ -163,6 +163,8 @@ pub struct RunConfig {
     pub drain_deadline_ms: u64,
     /// `all`, `feed` or `strategy`.
     pub role: String,
+    /// What a strategy's panic halts: `halt_strategy` (its own scope) or `halt_all`.
+    pub strategy_panic: switchyard_trading::engine::StrategyPanic,
 }
 
 /// `[sim]`.
@@ -327,12 +329,17 @@ impl Config {
                     let end = text[sp.start..]
                         .find('\n')
                         .map_or(text.len(), |i| sp.start + i);
+                    let here = text[start..end].trim();
+                    if here.starts_with('[') {
+                        // The error is about the table itself (e.g. a missing key).
+                        return format!(" (in {here})");
+                    }
                     let section = text[..start]
                         .lines()
                         .rev()
                         .find(|l| l.starts_with('['))
                         .unwrap_or("");
-                    format!(" (in {section} at `{}`)", text[start..end].trim())
+                    format!(" (in {section} at `{here}`)")
                 })
                 .unwrap_or_default();
             anyhow::anyhow!("configuration: {}{line}", e.message())

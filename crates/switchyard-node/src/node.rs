@@ -64,9 +64,23 @@ pub struct NodeBuilder {
     journal_dir: Option<PathBuf>,
     status_lines: bool,
     on_api_bound: Option<Box<dyn Fn(SocketAddr) + Send + Sync>>,
+    components: Vec<RegisterFn>,
 }
 
+type RegisterFn =
+    Box<dyn FnOnce(&mut Registry) -> Result<(), switchyard::lifecycle::RegistryError>>;
+
 impl NodeBuilder {
+    /// Adds a component of your own (a custom feed as a producer, a monitor as an
+    /// observer, …), run with the node's: it may depend on the node's components by name
+    /// (`journal`, `trading-engine`, `nats-bridge`, …).
+    pub fn component<C: switchyard::lifecycle::Component>(mut self, component: C) -> Self {
+        self.components.push(Box::new(move |r: &mut Registry| {
+            r.register(Arc::new(component))
+        }));
+        self
+    }
+
     /// Adds a strategy written in code, with the global limits only.
     pub fn strategy<S: Strategy + Send + 'static>(mut self, strategy: S) -> Self {
         self.strategies.push((Box::new(strategy), None));
@@ -158,9 +172,11 @@ impl NodeBuilder {
         }
         let guard = RiskGuard::new(cfg.risk.clone())
             .map_err(|e| anyhow::anyhow!("risk.{}: {}", e.field, e.reason))?;
-        let policy = KillPolicy::new(cfg.policy.clone(), Instant::now()).context("policy")?;
-        let mut engine =
-            EngineCore::builder(bus.clone(), kill_switch.clone(), guard).policy(policy);
+        let engine = EngineCore::builder(bus.clone(), kill_switch.clone(), guard)
+            .on_strategy_panic(cfg.run.strategy_panic);
+        // The policy starts at the engine's epoch: the first event's time, not the clock.
+        let policy = KillPolicy::new(cfg.policy.clone(), engine.epoch()).context("policy")?;
+        let mut engine = engine.policy(policy);
         // Venues: configured paper venues, listing what the strategies trade on them.
         let mut breakers = Vec::new();
         let mut code_venues = self.venues;
@@ -282,6 +298,9 @@ impl NodeBuilder {
                 timeout,
                 Arc::clone(&shared),
             )))?;
+        }
+        for register in self.components {
+            register(&mut registry)?;
         }
         if let Some(addr) = cfg.http_addr()? {
             let services: Vec<String> = registry
@@ -408,6 +427,7 @@ impl Node {
             journal_dir: None,
             status_lines: false,
             on_api_bound: None,
+            components: Vec::new(),
         }
     }
 

@@ -952,3 +952,171 @@ fn a_venue_slower_than_the_breaker_allows_opens_it() {
     assert!(slow(5) > 0, "slow calls opened the breaker");
     assert_eq!(slow(0), 0, "no latency, no slow call");
 }
+
+/// Buys 1 USDJPY on its first quote and panics when the fill arrives.
+struct Panicky {
+    done: bool,
+}
+
+impl Strategy for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        if !self.done && ev.instrument() == &usdjpy() {
+            self.done = ctx
+                .market_order(&usdjpy(), Side::Buy, Quantity::ONE)
+                .is_ok();
+        }
+    }
+    fn on_fill(&mut self, _: &switchyard_trading::model::Fill, ctx: &mut StrategyContext) {
+        // Half-way through its own reaction: an order asked for, then a bug.
+        let _ = ctx.market_order(&usdjpy(), Side::Sell, Quantity::ONE);
+        panic!("bug in on_fill");
+    }
+}
+
+#[test]
+fn a_panic_in_a_strategy_callback_halts_it_and_loses_no_fill() {
+    let journal = tempfile::tempdir().unwrap();
+    let alone_mac = run(Node::builder(config(MAC)).build().unwrap());
+    let node = Node::builder(config(MAC))
+        .strategy(Panicky { done: false })
+        .journal_dir(journal.path().join("run"))
+        .build()
+        .unwrap();
+    let s = run(node);
+    let p = s
+        .engine
+        .strategies
+        .iter()
+        .find(|x| x.name == "panicky")
+        .unwrap();
+    assert_eq!(p.panicked.as_deref(), Some("bug in on_fill"), "{s}");
+    // The fill was applied everywhere before the callback ran, and the order asked for
+    // in the panicking callback was dropped.
+    assert_eq!((p.stats.fills, p.stats.orders), (1, 1), "{s}");
+    assert_eq!(p.positions[0].quantity, Quantity::ONE);
+    let global = s
+        .engine
+        .positions
+        .iter()
+        .find(|x| x.instrument == "USDJPY.truefx")
+        .unwrap();
+    assert_eq!(global.quantity, Quantity::ONE);
+    // The fill is on the bus and in the journal.
+    let on_bus = s
+        .bus
+        .topics
+        .iter()
+        .find(|t| t.topic == "orders.event.panicky")
+        .unwrap()
+        .published;
+    let i = switchyard_journal::inspect(journal.path().join("run")).unwrap();
+    assert_eq!(i.by_topic.get("orders.event.panicky"), Some(&on_bus));
+    assert!(on_bus >= 2, "accepted and filled");
+    // Its own scope is halted, with the panic as the reason; the other strategy trades on.
+    let active = &s.kill_switch.active;
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        active[0].scope,
+        switchyard::kill_switch::Scope::Strategy("panicky".into())
+    );
+    assert!(
+        active[0].reason.contains("bug in on_fill"),
+        "{}",
+        active[0].reason
+    );
+    assert_eq!(strategy(&s, "mac"), strategy(&alone_mac, "mac"));
+    assert_eq!(s.exit_code, 0);
+}
+
+/// Starts slowly (real time): what a NATS connect or a large journal recovery does.
+struct SlowStart;
+
+impl switchyard::lifecycle::Component for SlowStart {
+    fn name(&self) -> &str {
+        "slow-start"
+    }
+    fn start<'a>(
+        &'a self,
+        _: &'a switchyard::lifecycle::ComponentContext,
+    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
+    {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            Ok(())
+        })
+    }
+    fn stop<'a>(
+        &'a self,
+        _: &'a switchyard::lifecycle::ComponentContext,
+    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
+    {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Trades on every BTCUSDT quote, alternating sides: its order count depends on exactly
+/// when a trigger stops it.
+struct Pinger {
+    buy: bool,
+}
+
+impl Strategy for Pinger {
+    fn name(&self) -> &str {
+        "pinger"
+    }
+    fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+        let btc = InstrumentId::new("binance-futures", "BTCUSDT");
+        if !matches!(ev, MarketEvent::Quote(_)) || ev.instrument() != &btc || !ctx.can_trade(&btc) {
+            return;
+        }
+        if ctx.open_quantity(&btc).is_zero() {
+            let side = if self.buy { Side::Buy } else { Side::Sell };
+            self.buy = !self.buy;
+            let _ = ctx.market_order(&btc, side, "0.001".parse().unwrap());
+        }
+    }
+}
+
+#[test]
+fn replay_parity_holds_after_a_slow_start() {
+    // A stale-data rule on an instrument that never trades halts everything 20 s (of event
+    // time) after the first event; the live run starts 600 ms late, its replay at once.
+    let policy = "[policy.stale_market_data]\nmax_silence = \"20s\"\ninstruments = [\"NEVER\"]\nscope = { kind = \"all\" }\nmode = \"halt\"\n";
+    let cfg = || {
+        let mut c = config(policy);
+        c.run.files.truncate(2); // BTCUSDT only
+        c
+    };
+    let journal = tempfile::tempdir().unwrap();
+    let dir = journal.path().join("live");
+    let live = run(Node::builder(cfg())
+        .strategies_from_config(false)
+        .strategy(Pinger { buy: true })
+        .component(SlowStart)
+        .journal_dir(dir.clone())
+        .build()
+        .unwrap());
+    assert_eq!(live.kill_switch.counters.triggers, 1, "{live}");
+    let sent = live.engine.stats.orders_sent;
+    assert!(sent > 10, "orders before the stale-data halt: {live}");
+    let replay = run(Node::builder(cfg())
+        .strategies_from_config(false)
+        .strategy(Pinger { buy: true })
+        .replay(switchyard_node::ReplaySpec {
+            path: dir,
+            pace: switchyard_journal::Pace::Max,
+            filter: switchyard_journal::ReadFilter {
+                topics: vec![switchyard::Pattern::new("market_data.>").unwrap()],
+                ..Default::default()
+            },
+            compare: true,
+        })
+        .build()
+        .unwrap());
+    let parity = replay.replay.as_ref().unwrap().parity.as_ref().unwrap();
+    assert!(parity.identical, "{replay}");
+    assert_eq!(replay.engine.stats.orders_sent, sent);
+}

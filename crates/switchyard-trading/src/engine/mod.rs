@@ -45,6 +45,7 @@ mod handler;
 mod view;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -117,6 +118,47 @@ struct StrategySlot {
     stats: EngineStats,
     topics: Topics,
     loss_tripped: bool,
+    /// Set when a callback panicked: the strategy is called no more.
+    panicked: Option<String>,
+}
+
+impl StrategySlot {
+    /// Runs one callback of the strategy, isolating a panic: the engine's own book-keeping
+    /// for the event is already done and goes on; the strategy is called no more, and
+    /// what it asked for during the callback that panicked is dropped (half-made). True
+    /// when it panicked in this call.
+    fn call(&mut self, f: impl FnOnce(&mut (dyn Strategy + Send), &mut StrategyContext)) -> bool {
+        if self.panicked.is_some() {
+            return false;
+        }
+        let (strategy, ctx) = (&mut self.strategy, &mut self.ctx);
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| f(strategy.as_mut(), ctx)));
+        let Err(panic) = caught else { return false };
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        tracing::error!(strategy = %self.id, panic = %msg, "strategy panicked: it is called no more");
+        for r in self.ctx.take_orders() {
+            self.ctx.order_closed(&r.client_order_id);
+        }
+        self.panicked = Some(msg);
+        true
+    }
+}
+
+/// What the engine does when a strategy's callback panics (the strategy itself is never
+/// called again either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyPanic {
+    /// Halt the strategy's kill-switch scope (`strategy:<id>`): its open orders are
+    /// cancelled, the others trade on.
+    #[default]
+    HaltStrategy,
+    /// Halt everything.
+    HaltAll,
 }
 
 struct VenueSlot {
@@ -142,9 +184,27 @@ pub struct EngineBuilder {
     policy: Option<KillPolicy>,
     strategies: Vec<StrategySlot>,
     venues: Vec<VenueSlot>,
+    on_panic: StrategyPanic,
+    epoch: Instant,
 }
 
 impl EngineBuilder {
+    /// The `Instant` that the first event's time maps to: event time `t` is
+    /// `epoch + (t − first event's time)` for the order-rate throttle and the policy.
+    /// Give the policy the same instant as its start ([`KillPolicy::new`]) so that
+    /// "no data since the start" is measured from the first event, not from when the
+    /// process happened to start — a run and its replay then decide alike however long
+    /// either took to start.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// What a strategy's panic halts (default: its own scope).
+    pub fn on_strategy_panic(mut self, on_panic: StrategyPanic) -> Self {
+        self.on_panic = on_panic;
+        self
+    }
+
     /// The kill-switch policy (automatic triggers) the engine feeds.
     pub fn policy(mut self, policy: KillPolicy) -> Self {
         self.policy = Some(policy);
@@ -212,6 +272,7 @@ impl EngineBuilder {
             stats: EngineStats::default(),
             topics,
             loss_tripped: false,
+            panicked: None,
         });
         Ok(self)
     }
@@ -238,6 +299,8 @@ impl EngineBuilder {
             epoch: None,
             last_ts: Timestamp::ZERO,
             bus: self.bus,
+            on_panic: self.on_panic,
+            epoch_instant: self.epoch,
         })
     }
 }
@@ -258,6 +321,8 @@ pub struct EngineCore {
     epoch: Option<(Timestamp, Instant)>,
     last_ts: Timestamp,
     bus: Bus,
+    on_panic: StrategyPanic,
+    epoch_instant: Instant,
 }
 
 impl EngineCore {
@@ -271,12 +336,34 @@ impl EngineCore {
             policy: None,
             strategies: Vec::new(),
             venues: Vec::new(),
+            on_panic: StrategyPanic::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// The kill switch the engine checks and trips.
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.kill_switch
+    }
+
+    /// A strategy's callback panicked: halt what the policy says.
+    fn strategy_panicked(&mut self, i: usize) {
+        let s = &self.strategies[i];
+        let reason = format!(
+            "strategy {} panicked: {}",
+            s.id,
+            s.panicked.as_deref().unwrap_or_default()
+        );
+        let scope = match self.on_panic {
+            StrategyPanic::HaltStrategy => Scope::Strategy(s.id.as_str().into()),
+            StrategyPanic::HaltAll => Scope::All,
+        };
+        self.trip(scope, &reason);
     }
 
     /// Event time as an `Instant` (for the throttle, the policy): deterministic in replays.
     fn instant(&mut self, ts: Timestamp) -> Instant {
-        let (t0, i0) = *self.epoch.get_or_insert((ts, Instant::now()));
+        let (t0, i0) = *self.epoch.get_or_insert((ts, self.epoch_instant));
         i0 + ts.saturating_duration_since(t0)
     }
 
@@ -320,7 +407,9 @@ impl EngineCore {
             }
             s.stats.market_events += 1;
             s.ctx.set_now(ts);
-            s.strategy.on_market_data(ev, &mut s.ctx);
+            if s.call(|st, ctx| st.on_market_data(ev, ctx)) {
+                self.strategy_panicked(i);
+            }
             self.drain_orders(i, ts, now, Some(env.ts));
         }
         self.check_loss_limits();
@@ -489,9 +578,12 @@ impl EngineCore {
         let s = &mut self.strategies[i];
         *s.stats.rejections.entry(r.reason.to_string()).or_default() += 1;
         s.ctx.order_closed(&r.client_order_id);
-        s.strategy.on_rejection(&r, &mut s.ctx);
+        let panicked = s.call(|st, ctx| st.on_rejection(&r, ctx));
         let t = s.topics.rejected;
         self.publish(t, r);
+        if panicked {
+            self.strategy_panicked(i);
+        }
         self.drain_after_callback(i);
     }
 
@@ -506,6 +598,7 @@ impl EngineCore {
     /// report, the strategy's callback, the publish.
     fn on_exec(&mut self, events: Vec<ExecEvent>) {
         let mut callbacks: Vec<usize> = Vec::new();
+        let mut panicked: Vec<usize> = Vec::new();
         for ev in events {
             let id = ev.client_order_id().clone();
             let Some(o) = self.open.get_mut(&id) else {
@@ -535,7 +628,9 @@ impl EngineCore {
                     }
                     let _ = s.book.apply_fill(f);
                     let _ = s.ctx.apply_fill(f);
-                    s.strategy.on_fill(f, &mut s.ctx);
+                    if s.call(|st, ctx| st.on_fill(f, ctx)) {
+                        panicked.push(i);
+                    }
                     callbacks.push(i);
                 }
                 ExecEvent::Rejected(r) => {
@@ -545,7 +640,9 @@ impl EngineCore {
                         g.on_order_closed(&r.client_order_id);
                     }
                     s.ctx.apply_rejection(r);
-                    s.strategy.on_rejection(r, &mut s.ctx);
+                    if s.call(|st, ctx| st.on_rejection(r, ctx)) {
+                        panicked.push(i);
+                    }
                     callbacks.push(i);
                 }
                 ExecEvent::Canceled {
@@ -565,6 +662,11 @@ impl EngineCore {
             }
             let t = self.strategies[i].topics.event;
             self.publish(t, ev);
+        }
+        // After the publishes: the fill or rejection is on the bus (and in the journal)
+        // whatever the strategy did with it.
+        for i in panicked {
+            self.strategy_panicked(i);
         }
         callbacks.dedup();
         for i in callbacks {
@@ -607,6 +709,10 @@ impl EngineCore {
         match k.record.action {
             AuditAction::Triggered | AuditAction::Escalated => self.close_gated(c.seq),
             AuditAction::Reset => {
+                // Every automatic trigger protects again after an operator reset.
+                if let Some(p) = &mut self.policy {
+                    p.rearm();
+                }
                 self.loss_tripped = false;
                 for s in &mut self.strategies {
                     s.loss_tripped = false;
@@ -616,7 +722,9 @@ impl EngineCore {
         }
         for i in 0..self.strategies.len() {
             let s = &mut self.strategies[i];
-            s.strategy.on_gate_change(&mut s.ctx);
+            if s.call(|st, ctx| st.on_gate_change(ctx)) {
+                self.strategy_panicked(i);
+            }
             self.drain_after_callback(i);
         }
     }
@@ -692,6 +800,7 @@ impl EngineCore {
                     realised_pnl: s.book.realised_pnl().ok(),
                     open_orders: self.open.values().filter(|o| o.strategy == i).count(),
                     own_limits: s.limits.is_some(),
+                    panicked: s.panicked.clone(),
                 }
             })
             .collect();

@@ -91,6 +91,8 @@ pub struct StrategyView {
     pub open_orders: usize,
     /// Whether it has its own risk limits on top of the global ones.
     pub own_limits: bool,
+    /// The panic that stopped it, if one did.
+    pub panicked: Option<String>,
 }
 
 /// What the status API and the summary read.
