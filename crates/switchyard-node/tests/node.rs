@@ -1120,3 +1120,66 @@ fn replay_parity_holds_after_a_slow_start() {
     assert!(parity.identical, "{replay}");
     assert_eq!(replay.engine.stats.orders_sent, sent);
 }
+
+#[test]
+fn the_policy_rearms_after_an_operator_reset() {
+    struct Unlisted;
+    impl Strategy for Unlisted {
+        fn name(&self) -> &str {
+            "unlisted"
+        }
+        fn on_market_data(&mut self, ev: &MarketEvent, ctx: &mut StrategyContext) {
+            let xrp = InstrumentId::new("binance-futures", "XRPUSDT");
+            if ev.instrument().symbol.as_str() == "BTCUSDT" {
+                let _ = ctx.market_order(&xrp, Side::Buy, Quantity::ONE);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret-for-the-test").unwrap();
+    // Six refusals within ten seconds of event time halt everything.
+    let rule = "[policy.rejection_rate]\nmax_events = 5\nwindow = \"10s\"\nscope = { kind = \"all\" }\nmode = \"halt\"\n";
+    let mut cfg = config(rule);
+    cfg.kill_switch.secret_file = secret.display().to_string();
+    let node = Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(Unlisted)
+        .build()
+        .unwrap();
+    let shared = Arc::clone(node.shared());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt
+        .block_on(node.run(async move {
+            while shared.kill_switch.counters().triggers == 0 {
+                tokio::task::yield_now().await;
+            }
+            shared
+                .kill_switch
+                .reset(
+                    None,
+                    "s3cret-for-the-test",
+                    "test",
+                    std::time::Instant::now(),
+                )
+                .expect("reset with the right secret");
+            std::future::pending().await
+        }))
+        .unwrap();
+    let c = &s.kill_switch.counters;
+    assert_eq!(c.resets, 1, "{s}");
+    // The rule fired again after the reset: it protects again.
+    assert_eq!(c.triggers, 2, "{s}");
+    assert!(
+        s.kill_switch
+            .active
+            .iter()
+            .any(|a| a.reason.contains("rejection")),
+        "{:?}",
+        s.kill_switch.active
+    );
+}

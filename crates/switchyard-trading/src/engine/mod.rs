@@ -503,7 +503,7 @@ impl EngineCore {
             Some(own) => match own.check(req, gate, now) {
                 Ok(a) => a.into_request(),
                 Err(rej) => {
-                    self.risk_rejected(i, rej, ts, now);
+                    self.risk_rejected(i, rej, ts);
                     return;
                 }
             },
@@ -514,7 +514,7 @@ impl EngineCore {
                 if let Some(own) = &mut self.strategies[i].limits {
                     own.on_order_closed(&id);
                 }
-                self.risk_rejected(i, rej, ts, now);
+                self.risk_rejected(i, rej, ts);
                 return;
             }
         };
@@ -557,7 +557,7 @@ impl EngineCore {
         }
     }
 
-    fn risk_rejected(&mut self, i: usize, rej: RiskRejection, ts: Timestamp, now: Instant) {
+    fn risk_rejected(&mut self, i: usize, rej: RiskRejection, ts: Timestamp) {
         let trip = rej.trip_kill_switch;
         let r = rej.to_order_rejected(ts);
         self.reject(i, r);
@@ -566,15 +566,17 @@ impl EngineCore {
             // now (the global scope or the strategy's), once.
             self.check_loss_limits();
         }
+    }
+
+    /// A rejection made before the venue: counted, fed to the policy's rejection-rate
+    /// rule, told to the strategy, published.
+    fn reject(&mut self, i: usize, r: OrderRejected) {
+        let now = self.instant(r.ts_event);
         if let Some(p) = &mut self.policy
             && let Some(t) = p.observe_rejection(now)
         {
             self.trip_request(t);
         }
-    }
-
-    /// A rejection made before the venue: counted, told to the strategy, published.
-    fn reject(&mut self, i: usize, r: OrderRejected) {
         let s = &mut self.strategies[i];
         *s.stats.rejections.entry(r.reason.to_string()).or_default() += 1;
         s.ctx.order_closed(&r.client_order_id);
@@ -599,6 +601,7 @@ impl EngineCore {
     fn on_exec(&mut self, events: Vec<ExecEvent>) {
         let mut callbacks: Vec<usize> = Vec::new();
         let mut panicked: Vec<usize> = Vec::new();
+        let mut venue_rejections: Vec<Timestamp> = Vec::new();
         for ev in events {
             let id = ev.client_order_id().clone();
             let Some(o) = self.open.get_mut(&id) else {
@@ -635,6 +638,7 @@ impl EngineCore {
                 }
                 ExecEvent::Rejected(r) => {
                     *s.stats.rejections.entry(r.reason.to_string()).or_default() += 1;
+                    venue_rejections.push(r.ts_event);
                     self.guard.on_order_closed(&r.client_order_id);
                     if let Some(g) = &mut s.limits {
                         g.on_order_closed(&r.client_order_id);
@@ -662,6 +666,14 @@ impl EngineCore {
             }
             let t = self.strategies[i].topics.event;
             self.publish(t, ev);
+        }
+        for ts in venue_rejections {
+            let now = self.instant(ts);
+            if let Some(p) = &mut self.policy
+                && let Some(t) = p.observe_rejection(now)
+            {
+                self.trip_request(t);
+            }
         }
         // After the publishes: the fill or rejection is on the bus (and in the journal)
         // whatever the strategy did with it.
