@@ -153,6 +153,13 @@ impl NodeBuilder {
             cfg.validate_entries(&kinds)?;
         }
         let role = cfg.role()?;
+        if cfg.policy.error_rate.is_some() {
+            // Accepted and never fed would be a silent hole in the safety net.
+            anyhow::bail!(
+                "policy.error_rate: this node has no error source that feeds the rule; remove it \
+                 (refusals count towards policy.rejection_rate)"
+            );
+        }
         let replay_clock = self
             .replay
             .as_ref()

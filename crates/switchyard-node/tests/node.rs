@@ -1183,3 +1183,110 @@ fn the_policy_rearms_after_an_operator_reset() {
         s.kill_switch.active
     );
 }
+
+#[test]
+fn policy_loss_limit_rules_are_fed_the_pnl() {
+    // One buy of 1 BTC pays ~3.9 in fees: −390 cents, past a 100-cent rule on strategy one.
+    let rule = "[[policy.loss_limits]]\nwatch = { kind = \"strategy\", name = \"one\" }\nmax_loss = 100\nmode = \"halt\"\n";
+    let one = OneShot {
+        name: "one",
+        size: "1",
+        done: false,
+    };
+    let s = run(Node::builder(config(rule))
+        .strategies_from_config(false)
+        .strategy(one)
+        .build()
+        .unwrap());
+    assert_eq!(s.kill_switch.counters.triggers, 1, "{s}");
+    let a = &s.kill_switch.active[0];
+    assert_eq!(
+        a.scope,
+        switchyard::kill_switch::Scope::Strategy("one".into())
+    );
+    assert!(a.reason.starts_with("loss limit breached"), "{}", a.reason);
+}
+
+#[test]
+fn policy_breaker_open_rules_see_the_venue_breakers() {
+    // The odd lots open the venue's breaker, and it stays open (probes fail): past one
+    // second of event time the rule halts everything.
+    let rule = "[policy.breaker_open]\nmax_open = \"1s\"\nbreakers = [\"binance-futures\"]\nscope = { kind = \"all\" }\nmode = \"halt\"\n";
+    let s = run(Node::builder(config(rule))
+        .strategies_from_config(false)
+        .strategy(OddLots)
+        .build()
+        .unwrap());
+    assert_eq!(s.kill_switch.counters.triggers, 1, "{s}");
+    assert_eq!(
+        s.kill_switch.active[0].scope,
+        switchyard::kill_switch::Scope::All
+    );
+    assert!(
+        s.kill_switch.active[0].source.contains("breaker"),
+        "{:?}",
+        s.kill_switch.active
+    );
+}
+
+/// A component whose one task fails at once and is not restarted; it starts once the
+/// engine runs (the engine hears of failures from then on).
+struct Fragile;
+
+impl switchyard::lifecycle::Component for Fragile {
+    fn name(&self) -> &str {
+        "fragile"
+    }
+    fn dependencies(&self) -> Vec<String> {
+        vec!["trading-engine".into()]
+    }
+    fn restart_policy(&self) -> switchyard::lifecycle::RestartPolicy {
+        switchyard::lifecycle::RestartPolicy::never(switchyard::lifecycle::Escalation::MarkFailed)
+    }
+    fn start<'a>(
+        &'a self,
+        ctx: &'a switchyard::lifecycle::ComponentContext,
+    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
+    {
+        Box::pin(async move {
+            ctx.spawn("work", || async {
+                Err(switchyard::lifecycle::ComponentError::msg("lost the link"))
+            });
+            Ok(())
+        })
+    }
+    fn stop<'a>(
+        &'a self,
+        _: &'a switchyard::lifecycle::ComponentContext,
+    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
+    {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[test]
+fn policy_escalation_rules_see_failed_components() {
+    let rule = "[policy.escalation]\ncomponents = [\"fragile\"]\nscope = { kind = \"all\" }\nmode = \"halt\"\n";
+    let s = run(Node::builder(config(rule))
+        .component(Fragile)
+        .build()
+        .unwrap());
+    assert_eq!(s.kill_switch.counters.triggers, 1, "{s}");
+    assert!(
+        s.kill_switch.active[0].reason.contains("fragile"),
+        "{:?}",
+        s.kill_switch.active
+    );
+    assert_eq!(s.exit_code, 70, "a failed component fails the run");
+}
+
+#[test]
+fn a_policy_rule_the_node_cannot_feed_is_refused_at_start_up() {
+    let rule = "[policy.error_rate]\nmax_events = 5\nwindow = \"10s\"\nscope = { kind = \"all\" }\nmode = \"halt\"\n";
+    let err = Node::builder(config(rule))
+        .build()
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.starts_with("policy.error_rate: "), "{err}");
+}

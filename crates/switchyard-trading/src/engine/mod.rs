@@ -413,6 +413,7 @@ impl EngineCore {
             self.drain_orders(i, ts, now, Some(env.ts));
         }
         self.check_loss_limits();
+        self.observe_pnl();
         if let Some(p) = &mut self.policy {
             let fire = p.evaluate(now);
             for t in fire {
@@ -426,6 +427,28 @@ impl EngineCore {
         let orders = self.strategies[i].ctx.take_orders();
         for req in orders {
             self.submit(i, req, ts, now, tick);
+        }
+    }
+
+    /// The policy's loss-limit rules watch the P&L of everything (`scope all`) and of
+    /// each strategy (`strategy:<id>`), in cents of the quote currency.
+    fn observe_pnl(&mut self) {
+        let Some(p) = &mut self.policy else { return };
+        if p.config().loss_limits.is_empty() {
+            return;
+        }
+        let cents = |m: crate::num::Money| m.raw() / 10_000_000;
+        let mut fire = Vec::new();
+        if let Ok(total) = self.guard.portfolio().total_pnl() {
+            fire.extend(p.observe_pnl(&Scope::All, cents(total)));
+        }
+        for s in &self.strategies {
+            if let Ok(pnl) = s.book.total_pnl() {
+                fire.extend(p.observe_pnl(&Scope::Strategy(s.id.as_str().into()), cents(pnl)));
+            }
+        }
+        for t in fire {
+            self.trip_request(t);
         }
     }
 
@@ -715,8 +738,36 @@ impl EngineCore {
     /// flatten) and for flatten send closing orders through the guard; on a reset, re-arm
     /// the loss-limit trips. Then tell every strategy.
     pub fn on_control(&mut self, c: &ControlEnvelope) {
-        let ControlEvent::KillSwitch(k) = &c.event else {
-            return;
+        let k = match &c.event {
+            ControlEvent::KillSwitch(k) => k,
+            ControlEvent::Breaker(t) => {
+                // The policy's breaker-open rule: open since now (event time), or closed.
+                // Open from the first opening until it closes again: half-open probes
+                // and re-openings in between keep the first time.
+                use switchyard::breaker::BreakerState as B;
+                let shut = |b: B| matches!(b, B::Closed | B::Disabled);
+                let now = self.instant(self.last_ts);
+                if let Some(p) = &mut self.policy {
+                    if shut(t.to) {
+                        p.observe_breaker(&t.name, None);
+                    } else if shut(t.from) {
+                        p.observe_breaker(&t.name, Some(now));
+                    }
+                }
+                return;
+            }
+            ControlEvent::Lifecycle { component, to, .. } if to == "failed" => {
+                // The policy's escalation rule: a component gave up.
+                let fire = self
+                    .policy
+                    .as_mut()
+                    .and_then(|p| p.on_escalation(component));
+                if let Some(t) = fire {
+                    self.trip_request(t);
+                }
+                return;
+            }
+            _ => return,
         };
         match k.record.action {
             AuditAction::Triggered | AuditAction::Escalated => self.close_gated(c.seq),
