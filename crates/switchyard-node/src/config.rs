@@ -165,6 +165,8 @@ pub struct RunConfig {
     pub role: String,
     /// What a strategy's panic halts: `halt_strategy` (its own scope) or `halt_all`.
     pub strategy_panic: switchyard_trading::engine::StrategyPanic,
+    /// How often (ms) a live run checks time-based policy rules while no data arrives.
+    pub policy_tick_ms: u64,
 }
 
 /// `[sim]`.

@@ -65,12 +65,20 @@ pub struct NodeBuilder {
     status_lines: bool,
     on_api_bound: Option<Box<dyn Fn(SocketAddr) + Send + Sync>>,
     components: Vec<RegisterFn>,
+    configured_feed: bool,
 }
 
 type RegisterFn =
     Box<dyn FnOnce(&mut Registry) -> Result<(), switchyard::lifecycle::RegistryError>>;
 
 impl NodeBuilder {
+    /// Runs without the configured feed (`run.feed`): market data comes from a producer
+    /// of your own ([`NodeBuilder::component`]).
+    pub fn without_feed(mut self) -> Self {
+        self.configured_feed = false;
+        self
+    }
+
     /// Adds a component of your own (a custom feed as a producer, a monitor as an
     /// observer, …), run with the node's: it may depend on the node's components by name
     /// (`journal`, `trading-engine`, `nats-bridge`, …).
@@ -270,7 +278,11 @@ impl NodeBuilder {
             consumers.push("journal".into());
         }
         if role != Role::Feed {
-            registry.register(Arc::new(EngineComponent::new(engine)))?;
+            // Live runs judge time-based rules on a timer too; a replay's time is its data.
+            let timed = cfg.policy.stale_market_data.is_some() || cfg.policy.breaker_open.is_some();
+            let timer = (timed && self.replay.is_none())
+                .then(|| Duration::from_millis(cfg.run.policy_tick_ms.max(1)));
+            registry.register(Arc::new(EngineComponent::new(engine, timer)))?;
             consumers.push("trading-engine".into());
         }
         let decisions = Arc::new(Mutex::new(Decisions::new()));
@@ -290,7 +302,7 @@ impl NodeBuilder {
         } else if role == Role::Strategy {
             registry.register(Arc::new(RemoteFeedComponent::new(Arc::clone(&shared))))?;
             consumers.push("remote-feed".into());
-        } else {
+        } else if self.configured_feed {
             registry.register(Arc::new(FeedComponent::new(
                 feed_source(&cfg)?,
                 Arc::clone(&shared),
@@ -435,6 +447,7 @@ impl Node {
             status_lines: false,
             on_api_bound: None,
             components: Vec::new(),
+            configured_feed: true,
         }
     }
 

@@ -1290,3 +1290,115 @@ fn a_policy_rule_the_node_cannot_feed_is_refused_at_start_up() {
         .to_string();
     assert!(err.starts_with("policy.error_rate: "), "{err}");
 }
+
+/// A feed of its own: 50 BTCUSDT quotes, then silence until it is stopped.
+struct BurstThenSilence;
+
+impl switchyard::lifecycle::Component for BurstThenSilence {
+    fn name(&self) -> &str {
+        "burst"
+    }
+    fn kind(&self) -> switchyard::lifecycle::ComponentKind {
+        switchyard::lifecycle::ComponentKind::Producer
+    }
+    fn start<'a>(
+        &'a self,
+        ctx: &'a switchyard::lifecycle::ComponentContext,
+    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
+    {
+        Box::pin(async move {
+            let bus = ctx.bus().clone();
+            let cancel = ctx.cancellation().clone();
+            ctx.spawn_cooperative("quotes", async move {
+                let topic = switchyard::Topic::new("market_data.quote.BTCUSDT").unwrap();
+                for n in 0..50u64 {
+                    let ts = switchyard::Timestamp(1_000_000_000 + n * 1_000_000);
+                    let q = switchyard_trading::model::Quote {
+                        instrument: InstrumentId::new("binance-futures", "BTCUSDT"),
+                        ts_event: ts,
+                        ts_recv: ts,
+                        bid_price: "9681.9".parse().unwrap(),
+                        bid_size: None,
+                        ask_price: "9682".parse().unwrap(),
+                        ask_size: None,
+                    };
+                    bus.publish(topic, MarketEvent::Quote(q)).await.unwrap();
+                }
+                cancel.cancelled().await;
+            });
+            Ok(())
+        })
+    }
+    fn stop<'a>(
+        &'a self,
+        _: &'a switchyard::lifecycle::ComponentContext,
+    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
+    {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[test]
+fn a_full_outage_trips_the_stale_data_rule_on_schedule() {
+    // Every feed silent after 50 quotes: no event comes to judge the silence, the
+    // engine's timer does (paused time: the two seconds pass at once, exactly).
+    let rule = "[policy.stale_market_data]\nmax_silence = \"2s\"\ninstruments = [\"BTCUSDT\"]\nscope = { kind = \"all\" }\nmode = \"halt\"\n";
+    let mut cfg = config(rule);
+    cfg.run.feed = "sim".into(); // unused: the configured feed is replaced below
+    let node = Node::builder(cfg)
+        .strategies_from_config(false)
+        .without_feed()
+        .component(BurstThenSilence)
+        .strategy(Pinger { buy: true })
+        .build()
+        .unwrap();
+    let shared = Arc::clone(node.shared());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (s, silent_for) = rt.block_on(async move {
+        let probe = Arc::clone(&shared);
+        let watch = async move {
+            while probe.view().stats.market_events < 50 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            let quiet_since = tokio::time::Instant::now();
+            while probe.kill_switch.counters().triggers == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            (
+                quiet_since.elapsed(),
+                ShutdownTrigger::Requested {
+                    reason: "seen".into(),
+                    source: "test".into(),
+                },
+            )
+        };
+        let mut silent = std::time::Duration::ZERO;
+        let watch = async {
+            let (d, t) = tokio::time::timeout(std::time::Duration::from_secs(60), watch)
+                .await
+                .expect("the stale-data rule tripped within a minute of silence");
+            silent = d;
+            t
+        };
+        let s = node.run(watch).await.unwrap();
+        (s, silent)
+    });
+    assert_eq!(s.kill_switch.counters.triggers, 1, "{s}");
+    assert!(
+        s.kill_switch.active[0].source.contains("stale"),
+        "{:?}",
+        s.kill_switch.active
+    );
+    assert!(
+        silent_for >= std::time::Duration::from_secs(2),
+        "{silent_for:?}"
+    );
+    assert!(
+        silent_for < std::time::Duration::from_millis(2300),
+        "{silent_for:?}"
+    );
+}

@@ -385,6 +385,9 @@ impl EngineCore {
         let now = self.instant(ts);
         self.market_events += 1;
         self.last_ts = ts;
+        // Time-based rules first, at this event's time: a gap in the data is judged
+        // before the event that ends it — as the live timer judged it during the gap.
+        self.evaluate_policy(now);
         let mut out = Vec::new();
         for v in &mut self.venues {
             v.venue.poll(ts, &mut out);
@@ -414,12 +417,32 @@ impl EngineCore {
         }
         self.check_loss_limits();
         self.observe_pnl();
+    }
+
+    fn evaluate_policy(&mut self, now: Instant) {
         if let Some(p) = &mut self.policy {
             let fire = p.evaluate(now);
             for t in fire {
                 self.trip_request(t);
             }
         }
+    }
+
+    /// Market events handled so far.
+    pub fn market_events(&self) -> u64 {
+        self.market_events
+    }
+
+    /// No market event for `silence` (measured by the caller's timer, live runs only):
+    /// the time-based policy rules (stale data, a breaker open too long) are judged at
+    /// the last event's time plus the silence — so a full outage of every feed trips the
+    /// stale-data rule on schedule, not at the next event.
+    pub fn on_silence(&mut self, silence: std::time::Duration) {
+        let base = match self.epoch {
+            Some(_) => self.instant(self.last_ts),
+            None => self.epoch_instant,
+        };
+        self.evaluate_policy(base + silence);
     }
 
     /// Sends what strategy `i` asked for through the chain.
