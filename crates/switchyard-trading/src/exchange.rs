@@ -28,7 +28,9 @@
 //!   negative rates are rebates.
 //! - **Order states** move only through [`Order`]'s validated transitions; every
 //!   change is reported as an [`ExecEvent`]. Orders (terminal ones included) stay
-//!   queryable through [`PaperExchange::order`] until [`PaperExchange::purge_closed`].
+//!   queryable through [`PaperExchange::order`] until [`PaperExchange::purge_closed`];
+//!   as a venue it purges them itself ([`PaperExchange::poll_purge`]), so a long run's
+//!   memory is bounded by its open orders.
 //! - **Cancel** is immediate (no latency); cancelling an order still in flight removes it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -142,6 +144,8 @@ pub struct PaperExchange {
     next_venue_id: u64,
     /// List every instrument on first sight, with this tick and lot size.
     list_any: Option<(Price, Quantity)>,
+    /// Orders kept after the last purge (see [`PaperExchange::poll_purge`]).
+    kept_at_purge: usize,
 }
 
 impl PaperExchange {
@@ -157,6 +161,7 @@ impl PaperExchange {
             next_seq: 0,
             next_venue_id: 1,
             list_any: None,
+            kept_at_purge: 0,
         }
     }
 
@@ -204,6 +209,21 @@ impl PaperExchange {
     /// Forgets terminal orders.
     pub fn purge_closed(&mut self) {
         self.orders.retain(|_, o| o.is_open());
+        self.kept_at_purge = self.orders.len();
+    }
+
+    /// Orders it remembers (open ones, and terminal ones not yet purged).
+    pub fn tracked_orders(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Purges terminal orders once the map holds more than twice what the last purge
+    /// kept, plus 1,024: memory stays bounded by the open orders (× 2, + 1,024) at an
+    /// amortised constant cost per order. The venue boundary calls it on every poll.
+    pub fn poll_purge(&mut self) {
+        if self.orders.len() > 2 * self.kept_at_purge + 1024 {
+            self.purge_closed();
+        }
     }
 
     /// Submits an approved order at `now`. Returns what happened by `now` (with zero

@@ -78,5 +78,6 @@ impl ExecutionVenue for PaperExchange {
         if !events.is_empty() {
             out.extend(events);
         }
+        self.poll_purge();
     }
 }

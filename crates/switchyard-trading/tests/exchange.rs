@@ -303,3 +303,27 @@ fn fees_by_liquidity() {
     assert_eq!(json["type"], "filled");
     assert_eq!(json["fee"], "-0.0099");
 }
+
+#[test]
+fn closed_orders_are_purged_so_memory_stays_bounded() {
+    use switchyard_trading::venue::ExecutionVenue;
+    let mut x = exchange(ExchangeConfig::default());
+    let mut out = Vec::new();
+    ExecutionVenue::on_market_data(&mut x, &trade(1, "100"), &mut out);
+    // One order resting for good, then 20,000 market orders that fill at once.
+    let resting = approve(limit("rest", Side::Buy, "1", "50"));
+    ExecutionVenue::submit(&mut x, resting, ts(2), &mut out);
+    let mut peak = 0;
+    for n in 0..20_000u64 {
+        let order = approve(market(&format!("m{n}"), Side::Buy, "0.001"));
+        ExecutionVenue::submit(&mut x, order, ts(3 + n), &mut out);
+        ExecutionVenue::poll(&mut x, ts(3 + n), &mut out);
+        peak = peak.max(x.tracked_orders());
+        out.clear();
+    }
+    // Twice what the last purge kept, plus 1,024: never the 20,001 orders seen.
+    assert!(peak <= 2 * 1 + 1024 + 1, "peak {peak}");
+    // The open order survives every purge.
+    assert!(x.order(&"rest".into()).is_some_and(|o| o.is_open()));
+    assert_eq!(x.resting_orders(), 1);
+}
