@@ -140,6 +140,11 @@ impl OpsProvider for NodeProvider {
                 "Orders open at the venues.",
                 v.open_orders as u64,
             );
+            w.gauge(
+                "switchyard_flatten_open_positions",
+                "Positions a flatten gave up on (still open past its bounds).",
+                v.flatten_failed.len() as u64,
+            );
             if let Some(p) = v.total_pnl {
                 w.gauge(
                     "switchyard_pnl",

@@ -1402,3 +1402,59 @@ fn a_full_outage_trips_the_stale_data_rule_on_schedule() {
         "{silent_for:?}"
     );
 }
+
+/// hold's one buy of 1 USDJPY pays a fee of 100% (86 JPY): past a 100-cent loss rule on
+/// the same event, deterministically.
+fn costly_truefx(rules: &str) -> Config {
+    let mut cfg = config(rules);
+    cfg.venue[1].taker_fee_bps = 10_000;
+    cfg
+}
+
+const HOLD_FLATTEN: &str = "[[policy.loss_limits]]\nwatch = { kind = \"strategy\", name = \"hold\" }\nmax_loss = 100\nmode = \"flatten\"\n";
+
+#[test]
+fn flatten_retries_closing_orders_the_rate_limit_refused() {
+    // One order a second of event time: the buy takes the only token, so the closing
+    // order sent at once (same event time) is refused; a later one closes the position.
+    let mut cfg = costly_truefx(HOLD_FLATTEN);
+    cfg.risk.orders_per_second = 1;
+    cfg.risk.burst = 1;
+    let s = run(Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(Hold { done: false })
+        .build()
+        .unwrap());
+    let st = &s.engine.strategies[0];
+    assert_eq!(st.stats.rejections.get("rate_limited"), Some(&1), "{s}");
+    assert_eq!(st.stats.fills, 2, "{s}");
+    assert!(st.positions.iter().all(|p| p.quantity.is_zero()), "{s}");
+    assert!(s.engine.flatten_failed.is_empty(), "{s}");
+}
+
+#[test]
+fn a_position_flatten_cannot_close_is_an_alert_naming_the_instrument() {
+    // The same loss also halts the venue outright: nothing can close the long.
+    let halt = "[[policy.loss_limits]]\nwatch = { kind = \"strategy\", name = \"hold\" }\nmax_loss = 100\nscope = { kind = \"venue\", name = \"truefx\" }\nmode = \"halt\"\n";
+    let cfg = costly_truefx(&format!("{HOLD_FLATTEN}{halt}"));
+    let s = run(Node::builder(cfg)
+        .strategies_from_config(false)
+        .strategy(Hold { done: false })
+        .build()
+        .unwrap());
+    assert_eq!(s.kill_switch.counters.triggers, 2, "{s}");
+    let failed = &s.engine.flatten_failed;
+    assert_eq!(failed.len(), 1, "{s}");
+    assert_eq!(
+        (failed[0].strategy.as_str(), failed[0].instrument.as_str()),
+        ("hold", "USDJPY.truefx")
+    );
+    assert_eq!(failed[0].quantity, Quantity::ONE);
+    let alerts = s
+        .bus
+        .topics
+        .iter()
+        .find(|t| t.topic == "switchyard.control.alert")
+        .map(|t| t.published);
+    assert_eq!(alerts, Some(1), "one alert, not one per event: {s}");
+}

@@ -41,11 +41,13 @@
 //! | `orders.rejected.<strategy>` | [`OrderRejected`] (risk guard, breaker, kill switch) |
 //! | `orders.event.<strategy>` | [`ExecEvent`] (accepted, fills, venue rejections, cancels) |
 
+mod builder;
+mod flatten;
 mod handler;
+mod slot;
 mod view;
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,109 +59,21 @@ use switchyard::kill_switch::{
 };
 use switchyard::{Bus, ControlEnvelope, Envelope, Timestamp, Topic};
 
+pub use builder::{EngineBuilder, EngineError};
+pub use flatten::{
+    DEADLINE as FLATTEN_DEADLINE, FlattenFailure, MAX_ATTEMPTS as FLATTEN_MAX_ATTEMPTS,
+};
 pub use handler::EngineHandler;
+pub use slot::StrategyPanic;
+use slot::StrategySlot;
 pub use view::{EngineStats, EngineView, PositionView, StrategyView};
 
 use crate::exchange::ExecEvent;
 use crate::model::{
-    ClientOrderId, InstrumentId, MarketEvent, OrderRejected, OrderRequest, OrderType, RejectReason,
-    Side, StrategyId, TimeInForce,
+    ClientOrderId, InstrumentId, MarketEvent, OrderRejected, OrderRequest, RejectReason,
 };
-use crate::num::Quantity;
-use crate::portfolio::Portfolio;
-use crate::risk::{InvalidLimit, RiskGuard, RiskLimits, RiskRejection};
-use crate::strategy::{Strategy, StrategyContext};
+use crate::risk::{RiskGuard, RiskRejection};
 use crate::venue::ExecutionVenue;
-
-/// Why an engine cannot be built.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// Two strategies with one id.
-    #[error("strategy {0:?} is added twice (strategy names must be unique)")]
-    DuplicateStrategy(String),
-    /// Two venues with one name.
-    #[error("venue {0:?} is added twice")]
-    DuplicateVenue(String),
-    /// A strategy id that cannot be part of a topic.
-    #[error("strategy {name:?}: not a valid name ({source})")]
-    InvalidName {
-        /// The name.
-        name: String,
-        /// Why.
-        source: switchyard::TopicError,
-    },
-    /// Bad per-strategy limits.
-    #[error("strategy {strategy:?}: risk.{}: {}", .source.field, .source.reason)]
-    Limits {
-        /// The strategy.
-        strategy: String,
-        /// The bad limit.
-        source: InvalidLimit,
-    },
-    /// An engine needs at least one strategy and one venue.
-    #[error("the engine has no {0}")]
-    Missing(&'static str),
-}
-
-struct Topics {
-    request: Topic,
-    rejected: Topic,
-    event: Topic,
-}
-
-struct StrategySlot {
-    id: StrategyId,
-    strategy: Box<dyn Strategy + Send>,
-    ctx: StrategyContext,
-    /// Its own limits, on top of the global guard.
-    limits: Option<RiskGuard>,
-    /// Its own positions and P&L.
-    book: Portfolio,
-    stats: EngineStats,
-    topics: Topics,
-    loss_tripped: bool,
-    /// Set when a callback panicked: the strategy is called no more.
-    panicked: Option<String>,
-}
-
-impl StrategySlot {
-    /// Runs one callback of the strategy, isolating a panic: the engine's own book-keeping
-    /// for the event is already done and goes on; the strategy is called no more, and
-    /// what it asked for during the callback that panicked is dropped (half-made). True
-    /// when it panicked in this call.
-    fn call(&mut self, f: impl FnOnce(&mut (dyn Strategy + Send), &mut StrategyContext)) -> bool {
-        if self.panicked.is_some() {
-            return false;
-        }
-        let (strategy, ctx) = (&mut self.strategy, &mut self.ctx);
-        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| f(strategy.as_mut(), ctx)));
-        let Err(panic) = caught else { return false };
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".into());
-        tracing::error!(strategy = %self.id, panic = %msg, "strategy panicked: it is called no more");
-        for r in self.ctx.take_orders() {
-            self.ctx.order_closed(&r.client_order_id);
-        }
-        self.panicked = Some(msg);
-        true
-    }
-}
-
-/// What the engine does when a strategy's callback panics (the strategy itself is never
-/// called again either way).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StrategyPanic {
-    /// Halt the strategy's kill-switch scope (`strategy:<id>`): its open orders are
-    /// cancelled, the others trade on.
-    #[default]
-    HaltStrategy,
-    /// Halt everything.
-    HaltAll,
-}
 
 struct VenueSlot {
     name: String,
@@ -174,135 +88,6 @@ struct OpenOrder {
     /// Handed back on the venue's first report.
     permit: Option<Permit>,
     submitted: Timestamp,
-}
-
-/// Builds an [`EngineCore`].
-pub struct EngineBuilder {
-    bus: Bus,
-    kill_switch: KillSwitch,
-    guard: RiskGuard,
-    policy: Option<KillPolicy>,
-    strategies: Vec<StrategySlot>,
-    venues: Vec<VenueSlot>,
-    on_panic: StrategyPanic,
-    epoch: Instant,
-}
-
-impl EngineBuilder {
-    /// The `Instant` that the first event's time maps to: event time `t` is
-    /// `epoch + (t − first event's time)` for the order-rate throttle and the policy.
-    /// Give the policy the same instant as its start ([`KillPolicy::new`]) so that
-    /// "no data since the start" is measured from the first event, not from when the
-    /// process happened to start — a run and its replay then decide alike however long
-    /// either took to start.
-    pub fn epoch(&self) -> Instant {
-        self.epoch
-    }
-
-    /// What a strategy's panic halts (default: its own scope).
-    pub fn on_strategy_panic(mut self, on_panic: StrategyPanic) -> Self {
-        self.on_panic = on_panic;
-        self
-    }
-
-    /// The kill-switch policy (automatic triggers) the engine feeds.
-    pub fn policy(mut self, policy: KillPolicy) -> Self {
-        self.policy = Some(policy);
-        self
-    }
-
-    /// Adds a venue named `name` (the [`InstrumentId::venue`] of what it trades), with the
-    /// breaker in front of it.
-    pub fn venue(
-        mut self,
-        name: impl Into<String>,
-        venue: Box<dyn ExecutionVenue>,
-        breaker: Breaker,
-    ) -> Result<Self, EngineError> {
-        let name = name.into();
-        if self.venues.iter().any(|v| v.name == name) {
-            return Err(EngineError::DuplicateVenue(name));
-        }
-        self.venues.push(VenueSlot {
-            name,
-            venue,
-            breaker,
-        });
-        Ok(self)
-    }
-
-    /// Adds a strategy, with optional limits of its own on top of the global ones.
-    pub fn strategy(
-        mut self,
-        strategy: Box<dyn Strategy + Send>,
-        limits: Option<RiskLimits>,
-    ) -> Result<Self, EngineError> {
-        let name = strategy.name().to_owned();
-        if self.strategies.iter().any(|s| s.id.as_str() == name) {
-            return Err(EngineError::DuplicateStrategy(name));
-        }
-        let topic = |prefix: &str| {
-            Topic::new(&format!("{prefix}.{name}")).map_err(|source| EngineError::InvalidName {
-                name: name.clone(),
-                source,
-            })
-        };
-        let topics = Topics {
-            request: topic("orders.request")?,
-            rejected: topic("orders.rejected")?,
-            event: topic("orders.event")?,
-        };
-        let limits =
-            limits
-                .map(RiskGuard::new)
-                .transpose()
-                .map_err(|source| EngineError::Limits {
-                    strategy: name.clone(),
-                    source,
-                })?;
-        let id = StrategyId::new(&name);
-        let mut ctx = StrategyContext::new(id.clone());
-        ctx.attach_kill_switch(self.kill_switch.clone());
-        self.strategies.push(StrategySlot {
-            id,
-            strategy,
-            ctx,
-            limits,
-            book: Portfolio::new(),
-            stats: EngineStats::default(),
-            topics,
-            loss_tripped: false,
-            panicked: None,
-        });
-        Ok(self)
-    }
-
-    /// The engine.
-    pub fn build(self) -> Result<EngineCore, EngineError> {
-        if self.strategies.is_empty() {
-            return Err(EngineError::Missing("strategy"));
-        }
-        if self.venues.is_empty() {
-            return Err(EngineError::Missing("venue"));
-        }
-        Ok(EngineCore {
-            strategies: self.strategies,
-            venues: self.venues,
-            guard: self.guard,
-            kill_switch: self.kill_switch,
-            policy: self.policy,
-            open: HashMap::new(),
-            market_events: 0,
-            kill_switch_trips: 0,
-            loss_tripped: false,
-            tick_to_order: NanoHistogram::new(),
-            epoch: None,
-            last_ts: Timestamp::ZERO,
-            bus: self.bus,
-            on_panic: self.on_panic,
-            epoch_instant: self.epoch,
-        })
-    }
 }
 
 /// The engine's state: strategies, guards, venues and book-keeping. Locked per event.
@@ -323,6 +108,7 @@ pub struct EngineCore {
     bus: Bus,
     on_panic: StrategyPanic,
     epoch_instant: Instant,
+    flattens: Vec<flatten::PendingFlatten>,
 }
 
 impl EngineCore {
@@ -402,6 +188,7 @@ impl EngineCore {
         if let Some(p) = &mut self.policy {
             p.observe_market_data(ev.instrument().symbol.as_str(), now);
         }
+        self.work_flattens();
         for i in 0..self.strategies.len() {
             let s = &mut self.strategies[i];
             s.book.on_market_data(ev);
@@ -443,6 +230,7 @@ impl EngineCore {
             None => self.epoch_instant,
         };
         self.evaluate_policy(base + silence);
+        self.work_flattens();
     }
 
     /// Sends what strategy `i` asked for through the chain.
@@ -830,43 +618,7 @@ impl EngineCore {
             self.venues[v].venue.cancel(&id, ts, &mut out);
             self.on_exec(out);
         }
-        for i in 0..self.strategies.len() {
-            let positions: Vec<(InstrumentId, Quantity)> = self.strategies[i]
-                .book
-                .positions()
-                .map(|p| (p.instrument.clone(), p.quantity))
-                .filter(|(_, q)| *q != Quantity::ZERO)
-                .collect();
-            for (instrument, qty) in positions {
-                let Some(v) = self.venue_of(&instrument) else {
-                    continue;
-                };
-                if self.gate(v, i, &instrument) != GateState::Flatten {
-                    continue;
-                }
-                let side = if qty > Quantity::ZERO {
-                    Side::Sell
-                } else {
-                    Side::Buy
-                };
-                let Ok(abs) = qty.checked_abs() else { continue };
-                let req = OrderRequest {
-                    client_order_id: ClientOrderId::new(format!(
-                        "flatten-{}-{}-{seq}",
-                        self.strategies[i].id,
-                        instrument.symbol.as_str(),
-                    )),
-                    strategy: self.strategies[i].id.clone(),
-                    instrument,
-                    side,
-                    quantity: abs,
-                    order_type: OrderType::Market,
-                    time_in_force: TimeInForce::Ioc,
-                };
-                let now = self.instant(ts);
-                self.submit(i, req, ts, now, None);
-            }
-        }
+        self.start_flattens(seq);
     }
 
     /// Counters, positions and P&L, in total and per strategy.
@@ -904,6 +656,7 @@ impl EngineCore {
             tick_to_order_us: (us(t.p50_ns), us(t.p99_ns), us(t.max_ns)),
             tick_to_order_samples: t.count,
             strategies,
+            flatten_failed: self.flatten_failures(),
         }
     }
 }

@@ -114,4 +114,6 @@ pub struct EngineView {
     pub tick_to_order_samples: u64,
     /// Per strategy, in registration order.
     pub strategies: Vec<StrategyView>,
+    /// Positions a flatten gave up on (see the engine's flatten docs).
+    pub flatten_failed: Vec<super::FlattenFailure>,
 }
