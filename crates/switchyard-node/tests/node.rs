@@ -148,13 +148,21 @@ impl Strategy for Momentum {
     }
 }
 
-fn run(node: Node) -> RunSummary {
+/// Runs `node` until its data ends or `shutdown` resolves (a test's own trigger).
+fn run_with(
+    node: Node,
+    shutdown: impl std::future::Future<Output = ShutdownTrigger>,
+) -> RunSummary {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(node.run(std::future::pending())).unwrap()
+    rt.block_on(node.run(shutdown)).unwrap()
+}
+
+fn run(node: Node) -> RunSummary {
+    run_with(node, std::future::pending())
 }
 
 fn strategy(s: &RunSummary, name: &str) -> Value {
@@ -392,26 +400,19 @@ fn a_signal_with_a_backlog_stops_every_component_and_accounts_for_every_event() 
     let published = Arc::clone(&node.shared().feed_stats);
     let seen = Arc::new(AtomicU64::new(0));
     let s = Arc::clone(&seen);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let summary = rt
-        .block_on(node.run(async move {
-            // SIGTERM once the feed is well under way.
-            while published.published.load(Ordering::Relaxed) < 50_000 {
-                tokio::task::yield_now().await;
-            }
-            s.store(
-                published.published.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
-            ShutdownTrigger::Signal {
-                signal: Signal::Terminate,
-            }
-        }))
-        .unwrap();
+    let summary = run_with(node, async move {
+        // SIGTERM once the feed is well under way.
+        while published.published.load(Ordering::Relaxed) < 50_000 {
+            tokio::task::yield_now().await;
+        }
+        s.store(
+            published.published.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        ShutdownTrigger::Signal {
+            signal: Signal::Terminate,
+        }
+    });
     assert_eq!(summary.exit_code, 0, "{summary}");
     assert!(seen.load(Ordering::Relaxed) >= 50_000);
     let names: Vec<&str> = summary
@@ -836,28 +837,21 @@ fn a_halt_cancels_the_open_orders_it_covers() {
         .build()
         .unwrap();
     let shared = Arc::clone(node.shared());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let s = rt
-        .block_on(node.run(async move {
-            // Once the order rests at the venue, halt everything; the data then runs out.
-            while shared.view().open_orders == 0 {
-                tokio::task::yield_now().await;
-            }
-            shared
-                .kill_switch
-                .trigger(switchyard::kill_switch::TriggerRequest::new(
-                    switchyard::kill_switch::Scope::All,
-                    switchyard::kill_switch::Mode::Halt,
-                    "test halt",
-                    "test",
-                ));
-            std::future::pending().await
-        }))
-        .unwrap();
+    let s = run_with(node, async move {
+        // Once the order rests at the venue, halt everything; the data then runs out.
+        while shared.view().open_orders == 0 {
+            tokio::task::yield_now().await;
+        }
+        shared
+            .kill_switch
+            .trigger(switchyard::kill_switch::TriggerRequest::new(
+                switchyard::kill_switch::Scope::All,
+                switchyard::kill_switch::Mode::Halt,
+                "test halt",
+                "test",
+            ));
+        std::future::pending().await
+    });
     let st = &s.engine.stats;
     assert_eq!(st.orders_sent, 1, "{st:?}");
     assert_eq!(st.cancels, 1, "{st:?}");
@@ -894,34 +888,27 @@ fn a_flatten_closes_each_position_and_cancels_open_orders_per_strategy() {
         .build()
         .unwrap();
     let shared = Arc::clone(node.shared());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let s = rt
-        .block_on(node.run(async move {
-            loop {
-                let v = shared.view();
-                if v.strategies[0].open_orders == 1 && !v.strategies[1].positions.is_empty() {
-                    // Each strategy's own book: rest's order is open, hold's is filled.
-                    assert_eq!(v.strategies[1].open_orders, 0);
-                    assert!(v.strategies[0].positions.is_empty());
-                    break;
-                }
-                tokio::task::yield_now().await;
+    let s = run_with(node, async move {
+        loop {
+            let v = shared.view();
+            if v.strategies[0].open_orders == 1 && !v.strategies[1].positions.is_empty() {
+                // Each strategy's own book: rest's order is open, hold's is filled.
+                assert_eq!(v.strategies[1].open_orders, 0);
+                assert!(v.strategies[0].positions.is_empty());
+                break;
             }
-            shared
-                .kill_switch
-                .trigger(switchyard::kill_switch::TriggerRequest::new(
-                    switchyard::kill_switch::Scope::All,
-                    switchyard::kill_switch::Mode::Flatten,
-                    "test flatten",
-                    "test",
-                ));
-            std::future::pending().await
-        }))
-        .unwrap();
+            tokio::task::yield_now().await;
+        }
+        shared
+            .kill_switch
+            .trigger(switchyard::kill_switch::TriggerRequest::new(
+                switchyard::kill_switch::Scope::All,
+                switchyard::kill_switch::Mode::Flatten,
+                "test flatten",
+                "test",
+            ));
+        std::future::pending().await
+    });
     let rest = &s.engine.strategies[0];
     let hold = &s.engine.strategies[1];
     assert_eq!(rest.stats.cancels, 1, "{s}");
@@ -1048,13 +1035,6 @@ impl switchyard::lifecycle::Component for SlowStart {
             Ok(())
         })
     }
-    fn stop<'a>(
-        &'a self,
-        _: &'a switchyard::lifecycle::ComponentContext,
-    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
-    {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 /// Trades on every BTCUSDT quote, alternating sides: its order count depends on exactly
@@ -1148,28 +1128,21 @@ fn the_policy_rearms_after_an_operator_reset() {
         .build()
         .unwrap();
     let shared = Arc::clone(node.shared());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let s = rt
-        .block_on(node.run(async move {
-            while shared.kill_switch.counters().triggers == 0 {
-                tokio::task::yield_now().await;
-            }
-            shared
-                .kill_switch
-                .reset(
-                    None,
-                    "s3cret-for-the-test",
-                    "test",
-                    std::time::Instant::now(),
-                )
-                .expect("reset with the right secret");
-            std::future::pending().await
-        }))
-        .unwrap();
+    let s = run_with(node, async move {
+        while shared.kill_switch.counters().triggers == 0 {
+            tokio::task::yield_now().await;
+        }
+        shared
+            .kill_switch
+            .reset(
+                None,
+                "s3cret-for-the-test",
+                "test",
+                std::time::Instant::now(),
+            )
+            .expect("reset with the right secret");
+        std::future::pending().await
+    });
     let c = &s.kill_switch.counters;
     assert_eq!(c.resets, 1, "{s}");
     // The rule fired again after the reset: it protects again.
@@ -1255,13 +1228,6 @@ impl switchyard::lifecycle::Component for Fragile {
             Ok(())
         })
     }
-    fn stop<'a>(
-        &'a self,
-        _: &'a switchyard::lifecycle::ComponentContext,
-    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
-    {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[test]
@@ -1328,13 +1294,6 @@ impl switchyard::lifecycle::Component for BurstThenSilence {
             });
             Ok(())
         })
-    }
-    fn stop<'a>(
-        &'a self,
-        _: &'a switchyard::lifecycle::ComponentContext,
-    ) -> switchyard::lifecycle::BoxFuture<'a, Result<(), switchyard::lifecycle::ComponentError>>
-    {
-        Box::pin(async { Ok(()) })
     }
 }
 

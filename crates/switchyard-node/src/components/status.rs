@@ -87,8 +87,4 @@ impl Component for StatusLines {
             Ok(())
         })
     }
-
-    fn stop<'a>(&'a self, _ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
-        Box::pin(async { Ok(()) })
-    }
 }

@@ -71,7 +71,11 @@ pub trait Component: Send + Sync + 'static {
 
     /// Release what `start` acquired. Called once, after the component's supervised
     /// tasks have ended, only if `start` succeeded. Must finish within the stop deadline.
-    fn stop<'a>(&'a self, ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>>;
+    /// By default there is nothing to release.
+    fn stop<'a>(&'a self, ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
+        let _ = ctx;
+        Box::pin(async { Ok(()) })
+    }
 
     /// Stop taking events in from outside (e.g. a NATS bridge's importers) and finish
     /// hand-offs that must happen before the bus drains (e.g. flush exports then publish
