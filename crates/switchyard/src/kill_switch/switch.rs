@@ -721,6 +721,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_scope_warns_again_at_its_next_repeat() {
+        let clock = crate::clock::ManualClock::new(Timestamp::from_nanos(0));
+        let ks = KillSwitch::new(KillSwitchConfig::default(), None, Arc::new(clock)).unwrap();
+        let venue = Scope::Venue("a".into());
+        let at = |secs: u64| Timestamp::from_nanos(secs * 1_000_000_000);
+        let trigger = || TriggerRequest::new(venue.clone(), Mode::Halt, "r", "t");
+        ks.trigger(trigger());
+        ks.trigger(TriggerRequest::new(Scope::All, Mode::Halt, "r", "t"));
+        assert!(ks.repeat_warn_due(&venue, at(1)));
+        assert!(ks.repeat_warn_due(&Scope::All, at(1)));
+        // The venue's scope is reset (all stays active): its record goes, all's stays.
+        ks.clear(Some(venue.clone()), "op");
+        assert!(ks.repeat_warn_due(&venue, at(2)));
+        assert!(!ks.repeat_warn_due(&Scope::All, at(2)));
+    }
+
+    #[test]
     fn limiter_doubles_up_to_the_max_and_clears_on_success() {
         let config = KillSwitchConfig {
             max_reset_failures: 2,
