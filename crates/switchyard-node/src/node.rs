@@ -161,11 +161,14 @@ impl NodeBuilder {
             cfg.validate_entries(&kinds)?;
         }
         let role = cfg.role()?;
-        if cfg.policy.error_rate.is_some() {
-            // Accepted and never fed would be a silent hole in the safety net.
+        if role == Role::Feed
+            && let Some(rule) = cfg.policy.configured_rules().first()
+        {
+            // Accepted and never fed would be a silent hole in the safety net: the policy
+            // watches the trading engine, which a feed-role node does not run.
             anyhow::bail!(
-                "policy.error_rate: this node has no error source that feeds the rule; remove it \
-                 (refusals count towards policy.rejection_rate)"
+                "policy.{rule}: a node in the feed role runs no trading engine to feed the \
+                 rule; configure the policy on the strategy-role node"
             );
         }
         let replay_clock = self

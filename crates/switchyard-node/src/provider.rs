@@ -135,6 +135,16 @@ impl OpsProvider for NodeProvider {
                     f.sample(&[("reason", reason.as_str())], *n);
                 }
             }
+            {
+                let mut f = w.family(
+                    "switchyard_engine_errors_total",
+                    "Errors the engine counted (and fed to policy.error_rate), by kind.",
+                    MetricType::Counter,
+                );
+                for (kind, n) in &v.stats.errors {
+                    f.sample(&[("kind", kind.as_str())], *n);
+                }
+            }
             w.gauge(
                 "switchyard_open_orders",
                 "Orders open at the venues.",

@@ -164,6 +164,7 @@ impl EngineBuilder {
             open: HashMap::new(),
             market_events: 0,
             kill_switch_trips: 0,
+            errors: std::collections::BTreeMap::new(),
             loss_tripped: false,
             tick_to_order: NanoHistogram::new(),
             epoch: None,

@@ -100,6 +100,8 @@ pub struct EngineCore {
     open: HashMap<ClientOrderId, OpenOrder>,
     market_events: u64,
     kill_switch_trips: u64,
+    /// Errors no strategy owns (unknown-order reports, component failures), by kind.
+    errors: std::collections::BTreeMap<String, u64>,
     loss_tripped: bool,
     tick_to_order: NanoHistogram,
     /// Event time of the first event, and the Instant that stands for it.
@@ -132,8 +134,32 @@ impl EngineCore {
         &self.kill_switch
     }
 
+    /// An error of `kind` (strategy `i`'s, or nobody's) at event time `now`: counted, logged
+    /// at the 1st, 2nd, 4th, 8th… of its kind (bounded logs under a flood), and fed to the
+    /// policy's `error_rate` rule.
+    fn error(&mut self, kind: &str, strategy: Option<usize>, now: Instant, detail: &str) {
+        let map = match strategy {
+            Some(i) => &mut self.strategies[i].stats.errors,
+            None => &mut self.errors,
+        };
+        let n = map.entry(kind.to_owned()).or_default();
+        *n += 1;
+        let n = *n;
+        if n.is_power_of_two() {
+            let strategy = strategy.map(|i| self.strategies[i].id.to_string());
+            tracing::warn!(kind, ?strategy, count = n, detail, "engine error");
+        }
+        if let Some(p) = &mut self.policy
+            && let Some(t) = p.observe_error(now)
+        {
+            self.trip_request(t);
+        }
+    }
+
     /// A strategy's callback panicked: halt what the policy says.
     fn strategy_panicked(&mut self, i: usize) {
+        let now = self.instant(self.last_ts);
+        self.error("strategy_panic", Some(i), now, "a callback panicked");
         let s = &self.strategies[i];
         let reason = format!(
             "strategy {} panicked: {}",
@@ -436,10 +462,16 @@ impl EngineCore {
         let mut callbacks: Vec<usize> = Vec::new();
         let mut panicked: Vec<usize> = Vec::new();
         let mut venue_rejections: Vec<Timestamp> = Vec::new();
+        let mut errors: Vec<(&'static str, Option<usize>, Timestamp, String)> = Vec::new();
         for ev in events {
             let id = ev.client_order_id().clone();
             let Some(o) = self.open.get_mut(&id) else {
-                tracing::debug!(order = %id, "report about an order the engine does not know");
+                errors.push((
+                    "unknown_order_report",
+                    None,
+                    ev_ts(&ev),
+                    format!("report about order {id}, which the engine did not send or closed"),
+                ));
                 continue;
             };
             let (i, v) = (o.strategy, o.venue);
@@ -459,12 +491,15 @@ impl EngineCore {
             match &ev {
                 ExecEvent::Filled(f) => {
                     s.stats.fills += 1;
-                    let _ = self.guard.on_fill(f);
+                    let mut failed = self.guard.on_fill(f).err();
                     if let Some(g) = &mut s.limits {
-                        let _ = g.on_fill(f);
+                        failed = failed.or(g.on_fill(f).err());
                     }
-                    let _ = s.book.apply_fill(f);
-                    let _ = s.ctx.apply_fill(f);
+                    failed = failed.or(s.book.apply_fill(f).err());
+                    failed = failed.or(s.ctx.apply_fill(f).err());
+                    if let Some(e) = failed {
+                        errors.push(("fill_bookkeeping", Some(i), f.ts_event, e.to_string()));
+                    }
                     if s.call(|st, ctx| st.on_fill(f, ctx)) {
                         panicked.push(i);
                     }
@@ -508,6 +543,10 @@ impl EngineCore {
             {
                 self.trip_request(t);
             }
+        }
+        for (kind, strategy, ts, detail) in errors {
+            let now = self.instant(ts);
+            self.error(kind, strategy, now, &detail);
         }
         // After the publishes: the fill or rejection is on the bus (and in the journal)
         // whatever the strategy did with it.
@@ -567,12 +606,25 @@ impl EngineCore {
                 }
                 return;
             }
-            ControlEvent::Lifecycle { component, to, .. } if to == "failed" => {
+            ControlEvent::Lifecycle {
+                component,
+                to,
+                detail,
+                ..
+            } if to == "failed" || to == "degraded" => {
+                // A task failed (restarting: degraded; for good: failed): an error, at
+                // the last event's time.
+                let now = self.instant(self.last_ts);
+                let detail = format!("{component}: {}", detail.as_deref().unwrap_or(to));
+                self.error("component_failure", None, now, &detail);
                 // The policy's escalation rule: a component gave up.
-                let fire = self
-                    .policy
-                    .as_mut()
-                    .and_then(|p| p.on_escalation(component));
+                let fire = if to == "failed" {
+                    self.policy
+                        .as_mut()
+                        .and_then(|p| p.on_escalation(component))
+                } else {
+                    None
+                };
                 if let Some(t) = fire {
                     self.trip_request(t);
                 }
@@ -644,6 +696,9 @@ impl EngineCore {
             .collect();
         stats.market_events = self.market_events;
         stats.kill_switch_trips = self.kill_switch_trips;
+        for (e, n) in &self.errors {
+            *stats.errors.entry(e.clone()).or_default() += n;
+        }
         let pf = self.guard.portfolio();
         let t = self.tick_to_order.summary();
         let us = |ns: u64| ns as f64 / 1_000.0;

@@ -24,6 +24,12 @@ pub struct EngineStats {
     pub cancels: u64,
     /// Times the engine tripped the kill switch (loss limit, policy).
     pub kill_switch_trips: u64,
+    /// Errors by kind, each fed to the policy's `error_rate` rule: `strategy_panic` and
+    /// `fill_bookkeeping` (a fill the books could not apply) per strategy; in the total
+    /// also `unknown_order_report` (a venue report about no order the engine sent) and
+    /// `component_failure` (a component's task failed, restarted or not).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl EngineStats {
@@ -38,6 +44,14 @@ impl EngineStats {
         for (r, n) in &other.rejections {
             *self.rejections.entry(r.clone()).or_default() += n;
         }
+        for (e, n) in &other.errors {
+            *self.errors.entry(e.clone()).or_default() += n;
+        }
+    }
+
+    /// Every error, whatever the kind.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
     }
 
     /// Every rejection, whatever the reason.

@@ -136,6 +136,26 @@ fn invalid(field: impl Into<String>, problem: &'static str) -> Result<(), Policy
 }
 
 impl KillPolicyConfig {
+    /// The names of the rules configured (`loss_limits` once however many), in field order.
+    pub fn configured_rules(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.loss_limits.is_empty() {
+            out.push("loss_limits");
+        }
+        for (name, set) in [
+            ("rejection_rate", self.rejection_rate.is_some()),
+            ("error_rate", self.error_rate.is_some()),
+            ("breaker_open", self.breaker_open.is_some()),
+            ("stale_market_data", self.stale_market_data.is_some()),
+            ("escalation", self.escalation.is_some()),
+        ] {
+            if set {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// Check the configuration; the error names the offending field.
     pub fn validate(&self) -> Result<(), PolicyConfigError> {
         for (i, rule) in self.loss_limits.iter().enumerate() {
