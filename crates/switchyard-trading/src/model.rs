@@ -41,6 +41,12 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Equal to `other`: by pointer first (clones of one id), else by content.
+            #[inline]
+            pub fn same(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
         }
 
         impl fmt::Display for $name {
@@ -272,6 +278,21 @@ impl MarketEvent {
         match self {
             MarketEvent::Trade(t) => &t.instrument,
             MarketEvent::Quote(q) => &q.instrument,
+        }
+    }
+
+    /// Moves the event (its venue and receive times) `by` later, e.g. for a replay's
+    /// next pass over the same files.
+    pub fn shift_time(&mut self, by: std::time::Duration) {
+        match self {
+            MarketEvent::Trade(t) => {
+                t.ts_event = t.ts_event.saturating_add(by);
+                t.ts_recv = t.ts_recv.saturating_add(by);
+            }
+            MarketEvent::Quote(q) => {
+                q.ts_event = q.ts_event.saturating_add(by);
+                q.ts_recv = q.ts_recv.saturating_add(by);
+            }
         }
     }
 

@@ -8,19 +8,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard::Bus;
 use switchyard::breaker::Breaker;
 use switchyard::bus::Overflow;
-use switchyard::kill_switch::{GateState, KillPolicy, KillSwitch, KillSwitchConfig};
+use switchyard::kill_switch::{KillPolicy, KillSwitch, KillSwitchConfig};
+use switchyard::{Bus, Envelope, Payload};
 use switchyard_node::{Config, Node};
 use switchyard_trading::engine::{EngineCore, EngineHandler};
 use switchyard_trading::exchange::{ExchangeConfig, PaperExchange};
 use switchyard_trading::feed::{FeedStats, FileSpec, ReplayOptions, ReplaySource, run_feed};
 use switchyard_trading::model::{Instrument, MarketEvent};
 use switchyard_trading::risk::RiskGuard;
-use switchyard_trading::strategy::{
-    CrossoverConfig, MovingAverageCrossover, Strategy, StrategyContext,
-};
+use switchyard_trading::strategy::{CrossoverConfig, MovingAverageCrossover};
 
 /// The committed BTCUSDT files: from the working directory, else from the source tree.
 pub fn testdata(name: &str) -> PathBuf {
@@ -96,57 +94,74 @@ fn paper(cfg: &Config) -> PaperExchange {
     ex
 }
 
-fn sync_chain(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
-    let mut strategy = crossover(cfg)?;
-    let mut guard = RiskGuard::new(cfg.risk.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut ex = paper(cfg);
-    let mut ctx = StrategyContext::new(cfg.strategy[0].name.as_str());
+/// One pass over the files, parsed, and how long parsing took.
+fn load(cfg: &Config) -> anyhow::Result<(Vec<MarketEvent>, Duration)> {
     let start = Instant::now();
+    let src = ReplaySource::open(
+        cfg.run.files.iter().map(FileSpec::new),
+        ReplayOptions::default(),
+    )?;
+    let events = src.collect::<Result<Vec<_>, _>>()?;
+    Ok((events, start.elapsed()))
+}
+
+/// The engine as the node builds it (one strategy, the paper venue, the policy).
+fn engine(cfg: &Config, bus: &Bus) -> anyhow::Result<EngineCore> {
+    let ks = KillSwitch::new(KillSwitchConfig::default(), None, bus.clock())?;
+    let guard = RiskGuard::new(cfg.risk.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let breaker = Breaker::new("bench", cfg.breaker.clone())?;
+    let policy = KillPolicy::new(cfg.policy.clone(), Instant::now())?;
+    Ok(EngineCore::builder(bus.clone(), ks, guard)
+        .policy(policy)
+        .venue(cfg.venue[0].name.clone(), Box::new(paper(cfg)), breaker)?
+        .strategy(Box::new(crossover(cfg)?), None)?
+        .build()?)
+}
+
+/// The engine's whole chain (strategy → guard → breaker → venue, book-keeping,
+/// publishes) called synchronously on events already parsed: no bus hop, no parsing —
+/// the floor the pipeline is built on. Each pass is shifted in time, as the feed does.
+fn sync_chain(cfg: &Config, events: &[MarketEvent]) -> anyhow::Result<(u64, Duration, u64)> {
+    let bus = Bus::new();
+    let mut engine = engine(cfg, &bus)?;
+    let topic = events
+        .first()
+        .map(switchyard_trading::feed::topic_for)
+        .ok_or_else(|| anyhow::anyhow!("no events"))?;
+    let span = match (events.first(), events.last()) {
+        (Some(a), Some(b)) => {
+            b.ts_event().saturating_duration_since(a.ts_event()) + Duration::from_millis(1)
+        }
+        _ => Duration::ZERO,
+    };
+    let clock = bus.clock();
     let mut n = 0u64;
-    let t0 = Instant::now();
-    for _ in 0..cfg.run.repeat {
-        let src = ReplaySource::open(
-            cfg.run.files.iter().map(FileSpec::new),
-            ReplayOptions::default(),
-        )?;
-        for ev in src {
-            let ev = ev?;
+    let start = Instant::now();
+    for pass in 0..cfg.run.repeat.max(1) {
+        let offset = span * pass;
+        for ev in events {
+            let mut ev = ev.clone();
+            if pass > 0 {
+                ev.shift_time(offset);
+            }
+            let env = Envelope {
+                topic,
+                seq: n,
+                ts: clock.now(),
+                payload: Payload::Owned(ev),
+            };
+            engine.on_market_data(&env);
             n += 1;
-            for f in ex.on_market_data(&ev) {
-                if let switchyard_trading::exchange::ExecEvent::Filled(f) = &f {
-                    let _ = guard.on_fill(f);
-                    let _ = ctx.apply_fill(f);
-                }
-            }
-            guard.on_market_data(&ev);
-            strategy.on_market_data(&ev, &mut ctx);
-            for req in ctx.take_orders() {
-                let now = t0 + Duration::from_nanos(n);
-                match guard.check(req, GateState::Open, now) {
-                    Ok(a) => {
-                        let _ = ex.submit(a, ev.ts_event());
-                    }
-                    Err(r) => ctx.order_closed(&r.request.client_order_id),
-                }
-            }
         }
     }
-    Ok((n, start.elapsed()))
+    let elapsed = start.elapsed();
+    Ok((n, elapsed, engine.view().stats.orders))
 }
 
 /// The engine on a bus subscription fed by the replay, wired by hand (no node).
 async fn hand_built(cfg: &Config) -> anyhow::Result<(u64, Duration)> {
     let bus = Bus::new();
-    let ks = KillSwitch::new(KillSwitchConfig::default(), None, bus.clock())?;
-    let guard = RiskGuard::new(cfg.risk.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let breaker = Breaker::new("bench", cfg.breaker.clone())?;
-    let policy = KillPolicy::new(cfg.policy.clone(), Instant::now())?;
-    let engine = EngineCore::builder(bus.clone(), ks, guard)
-        .policy(policy)
-        .venue(cfg.venue[0].name.clone(), Box::new(paper(cfg)), breaker)?
-        .strategy(Box::new(crossover(cfg)?), None)?
-        .build()?;
-    let engine = Arc::new(Mutex::new(engine));
+    let engine = Arc::new(Mutex::new(engine(cfg, &bus)?));
     let _sub = bus
         .subscription::<MarketEvent>("market_data.>")?
         .capacity(8192)
@@ -185,7 +200,8 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let (n1, t1, s1) = through_node(one.clone()).await?;
     let (n4, t4, s4) = through_node(bench_config(repeat, 4)?).await?;
     let (nh, th) = hand_built(&one).await?;
-    let (n_sync, t_sync) = sync_chain(&one)?;
+    let (events, t_parse) = load(&one)?;
+    let (n_sync, t_sync, sync_orders) = sync_chain(&one, &events)?;
     let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
     Ok(vec![
         ("events", n1 as f64),
@@ -194,6 +210,12 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
         ("handbuilt_pipeline_eps", eps(nh, th)),
         ("node_vs_handbuilt_ratio", eps(n1, t1) / eps(nh, th)),
         ("sync_chain_eps", eps(n_sync, t_sync)),
+        (
+            "sync_chain_ns_per_event",
+            t_sync.as_nanos() as f64 / n_sync as f64,
+        ),
+        ("sync_chain_orders", sync_orders as f64),
+        ("parse_eps", eps(events.len() as u64, t_parse)),
         ("orders", s1.engine.stats.orders as f64),
         ("fills", s1.engine.stats.fills as f64),
         ("orders_4_strategies", s4.engine.stats.orders as f64),

@@ -3,7 +3,6 @@
 //! Topics: `market_data.trade.<symbol>` and `market_data.quote.<symbol>` (dots in a
 //! symbol become `_`, so the topic stays a valid NATS subject).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use switchyard::{Bus, Timestamp, Topic};
 use tokio_util::sync::CancellationToken;
 
 use super::{FileSpec, MarketSimulator, ParseError, ReplayOptions, ReplaySource, SimConfig};
-use crate::model::MarketEvent;
+use crate::model::{MarketEvent, Symbol};
 
 /// How fast a replay runs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,40 +135,35 @@ pub fn topic_for(ev: &MarketEvent) -> Topic {
         .unwrap_or_else(|_| Topic::new("market_data.unknown").expect("valid topic"))
 }
 
-fn shift(ev: &mut MarketEvent, by: Duration) {
-    match ev {
-        MarketEvent::Trade(t) => {
-            t.ts_event = t.ts_event.saturating_add(by);
-            t.ts_recv = t.ts_recv.saturating_add(by);
-        }
-        MarketEvent::Quote(q) => {
-            q.ts_event = q.ts_event.saturating_add(by);
-            q.ts_recv = q.ts_recv.saturating_add(by);
-        }
-    }
-}
-
 struct Out {
     bus: Bus,
-    publishers: HashMap<(u8, String), Publisher<MarketEvent>>,
+    /// One publisher per (kind, symbol), found by a scan: a feed has a handful, and the
+    /// symbol's `Arc` usually matches by pointer (the parser reuses it), so no event
+    /// hashes or allocates a key.
+    publishers: Vec<(u8, Symbol, Publisher<MarketEvent>)>,
     stats: Arc<FeedStats>,
     since_yield: u32,
 }
 
 impl Out {
     async fn publish(&mut self, ev: MarketEvent) -> Result<(), FeedError> {
-        let key = match &ev {
-            MarketEvent::Trade(t) => (0u8, t.instrument.symbol.as_str()),
-            MarketEvent::Quote(q) => (1u8, q.instrument.symbol.as_str()),
+        let (kind, symbol) = match &ev {
+            MarketEvent::Trade(t) => (0u8, &t.instrument.symbol),
+            MarketEvent::Quote(q) => (1u8, &q.instrument.symbol),
         };
-        let p = match self.publishers.get_mut(&(key.0, key.1.to_owned())) {
-            Some(p) => p,
+        let i = match self
+            .publishers
+            .iter()
+            .position(|(k, s, _)| *k == kind && s.same(symbol))
+        {
+            Some(i) => i,
             None => {
-                let k = (key.0, key.1.to_owned());
                 let p = self.bus.publisher::<MarketEvent>(topic_for(&ev));
-                self.publishers.entry(k).or_insert(p)
+                self.publishers.push((kind, symbol.clone(), p));
+                self.publishers.len() - 1
             }
         };
+        let p = &mut self.publishers[i].2;
         p.publish(ev).await.map_err(|_| FeedError::BusClosed)?;
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         // A source that never waits would keep the subscribers it wakes off this worker
@@ -192,7 +186,7 @@ pub async fn run_feed(
 ) -> Result<FeedSummary, FeedError> {
     let mut out = Out {
         bus: bus.clone(),
-        publishers: HashMap::new(),
+        publishers: Vec::new(),
         stats: Arc::clone(&stats),
         since_yield: 0,
     };
@@ -260,7 +254,7 @@ pub async fn run_feed(
                         break 'passes;
                     }
                     if !offset.is_zero() {
-                        shift(&mut ev, offset);
+                        ev.shift_time(offset);
                     }
                     out.publish(ev).await?;
                 }
