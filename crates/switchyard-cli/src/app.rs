@@ -269,6 +269,16 @@ enum BenchWhat {
         #[arg(long)]
         url: Option<String>,
     },
+    /// One workload alone (bus 1→1, the engine's chain, journal appends), for counting
+    /// instructions per event under callgrind (see `scripts/instructions`).
+    Work {
+        /// Which workload.
+        #[arg(value_enum)]
+        workload: bench::work::Workload,
+        /// Events to run.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+    },
     /// The whole pipeline on the real BTCUSDT files, repeated to at least `events`.
     Pipeline {
         /// Print one JSON object.
@@ -559,6 +569,9 @@ impl App {
                     BenchWhat::KillSwitch { json, backlog } => {
                         let results = rt.block_on(bench::kill::run(backlog));
                         bench::print_results(json, &results);
+                    }
+                    BenchWhat::Work { workload, events } => {
+                        println!("{}", bench::work::run(workload, events)?);
                     }
                     BenchWhat::Pipeline { json, events } => {
                         let results = rt.block_on(bench::pipeline::run(events))?;

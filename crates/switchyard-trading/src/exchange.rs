@@ -33,7 +33,9 @@
 //!   memory is bounded by its open orders.
 //! - **Cancel** is immediate (no latency); cancelling an order still in flight removes it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -133,9 +135,9 @@ struct Market {
 #[derive(Debug)]
 pub struct PaperExchange {
     config: ExchangeConfig,
-    instruments: HashMap<InstrumentId, Instrument>,
-    markets: HashMap<InstrumentId, Market>,
-    orders: HashMap<ClientOrderId, Order>,
+    instruments: FxHashMap<InstrumentId, Instrument>,
+    markets: FxHashMap<InstrumentId, Market>,
+    orders: FxHashMap<ClientOrderId, Order>,
     /// Resting orders by venue order id (= acceptance order).
     resting: BTreeMap<u64, ClientOrderId>,
     /// Orders in flight, sorted by (arrival time, submission sequence).
@@ -153,9 +155,9 @@ impl PaperExchange {
     pub fn new(config: ExchangeConfig) -> Self {
         PaperExchange {
             config,
-            instruments: HashMap::new(),
-            markets: HashMap::new(),
-            orders: HashMap::new(),
+            instruments: FxHashMap::default(),
+            markets: FxHashMap::default(),
+            orders: FxHashMap::default(),
             resting: BTreeMap::new(),
             in_flight: VecDeque::new(),
             next_seq: 0,

@@ -25,16 +25,16 @@ use switchyard::Timestamp;
 use crate::num::{ArithmeticError, Money, Price, Quantity};
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $make:path) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(Arc<str>);
 
         impl $name {
             /// A new identifier.
             pub fn new(s: impl AsRef<str>) -> Self {
-                $name(Arc::from(s.as_ref()))
+                $name($make(s.as_ref()))
             }
 
             /// The identifier as a string slice.
@@ -46,6 +46,13 @@ macro_rules! id_type {
             #[inline]
             pub fn same(&self, other: &Self) -> bool {
                 Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                Ok($name::new(s))
             }
         }
 
@@ -75,21 +82,50 @@ macro_rules! id_type {
     };
 }
 
+/// A fresh `Arc<str>` (order ids: one per order, never interned).
+fn fresh(s: &str) -> Arc<str> {
+    Arc::from(s)
+}
+
+/// The one `Arc<str>` for `s` among the symbols, venues and strategy ids ever made in
+/// this process: equal ids share their allocation, so the engine's maps compare them by
+/// pointer (`Arc`'s equality checks the pointer first) instead of by content on every
+/// event. The set grows with the distinct names only (instruments, venues, strategies
+/// of a run), never with orders or events.
+fn interned(s: &str) -> Arc<str> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<rustc_hash::FxHashSet<Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(a) = names.get(s) {
+        return Arc::clone(a);
+    }
+    let a: Arc<str> = Arc::from(s);
+    names.insert(Arc::clone(&a));
+    a
+}
+
 id_type!(
-    /// An instrument's symbol on its venue, e.g. `BTCUSDT`.
-    Symbol
+    /// An instrument's symbol on its venue, e.g. `BTCUSDT` (interned).
+    Symbol,
+    interned
 );
 id_type!(
-    /// A venue (exchange) name, e.g. `binance-futures`.
-    Venue
+    /// A venue (exchange) name, e.g. `binance-futures` (interned).
+    Venue,
+    interned
 );
 id_type!(
-    /// A strategy's name.
-    StrategyId
+    /// A strategy's name (interned).
+    StrategyId,
+    interned
 );
 id_type!(
     /// An order id chosen by the sender; unique among the sender's open orders.
-    ClientOrderId
+    ClientOrderId,
+    fresh
 );
 
 /// An instrument: a symbol on a venue. Displays as `SYMBOL.venue`.

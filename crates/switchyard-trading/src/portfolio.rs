@@ -13,7 +13,7 @@
 //!   unchanged.
 //! - `total = realised + unrealised − fees`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::model::{Fill, InstrumentId, MarketEvent, Position};
 use crate::num::{ArithmeticError, Money, Price, Quantity};
@@ -21,8 +21,15 @@ use crate::num::{ArithmeticError, Money, Price, Quantity};
 /// Positions in every instrument traded.
 #[derive(Clone, Debug, Default)]
 pub struct Portfolio {
-    positions: HashMap<InstrumentId, Position>,
-    marks: HashMap<InstrumentId, Price>,
+    /// Per instrument seen: its last mark and its position, if ever traded (one map, so
+    /// a mark — on every market event — is one lookup).
+    book: FxHashMap<InstrumentId, Entry>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Entry {
+    mark: Option<Price>,
+    position: Option<Position>,
 }
 
 impl Portfolio {
@@ -33,15 +40,16 @@ impl Portfolio {
 
     /// Applies a fill; returns the P&L it realised.
     pub fn apply_fill(&mut self, fill: &Fill) -> Result<Money, ArithmeticError> {
-        let mark = self.marks.get(&fill.instrument).copied();
-        let pos = self
-            .positions
-            .entry(fill.instrument.clone())
-            .or_insert_with(|| {
-                let mut p = Position::flat(fill.instrument.clone());
-                p.mark = mark;
-                p
-            });
+        let entry = match self.book.get_mut(&fill.instrument) {
+            Some(e) => e,
+            None => self.book.entry(fill.instrument.clone()).or_default(),
+        };
+        let mark = entry.mark;
+        let pos = entry.position.get_or_insert_with(|| {
+            let mut p = Position::flat(fill.instrument.clone());
+            p.mark = mark;
+            p
+        });
         let realised = pos.apply_fill(fill)?;
         if pos.mark.is_none() {
             pos.mark = Some(fill.price);
@@ -51,14 +59,13 @@ impl Portfolio {
 
     /// Marks `instrument` at `price`.
     pub fn mark(&mut self, instrument: &InstrumentId, price: Price) {
-        if let Some(pos) = self.positions.get_mut(instrument) {
+        let entry = match self.book.get_mut(instrument) {
+            Some(e) => e,
+            None => self.book.entry(instrument.clone()).or_default(),
+        };
+        entry.mark = Some(price);
+        if let Some(pos) = &mut entry.position {
             pos.mark = Some(price);
-        }
-        match self.marks.get_mut(instrument) {
-            Some(m) => *m = price,
-            None => {
-                self.marks.insert(instrument.clone(), price);
-            }
         }
     }
 
@@ -69,32 +76,30 @@ impl Portfolio {
 
     /// The position in `instrument`, if it was ever traded.
     pub fn position(&self, instrument: &InstrumentId) -> Option<&Position> {
-        self.positions.get(instrument)
+        self.book.get(instrument)?.position.as_ref()
     }
 
     /// The signed quantity held in `instrument` (zero if never traded).
     pub fn quantity(&self, instrument: &InstrumentId) -> Quantity {
-        self.positions
-            .get(instrument)
+        self.position(instrument)
             .map_or(Quantity::ZERO, |p| p.quantity)
     }
 
     /// The last mark of `instrument`.
     pub fn last_mark(&self, instrument: &InstrumentId) -> Option<Price> {
-        self.marks.get(instrument).copied()
+        self.book.get(instrument)?.mark
     }
 
     /// Every position ever opened (including flat ones), in no particular order.
     pub fn positions(&self) -> impl Iterator<Item = &Position> {
-        self.positions.values()
+        self.book.values().filter_map(|e| e.position.as_ref())
     }
 
     fn sum(
         &self,
         f: impl Fn(&Position) -> Result<Money, ArithmeticError>,
     ) -> Result<Money, ArithmeticError> {
-        self.positions
-            .values()
+        self.positions()
             .try_fold(Money::ZERO, |acc, p| acc.checked_add(f(p)?))
     }
 

@@ -31,7 +31,7 @@
 //!   [`RiskGuard::on_market_data`]. An approved order counts as open until it is filled or
 //!   closed.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::time::Instant;
 
@@ -271,8 +271,8 @@ struct OpenOrder {
 pub struct RiskGuard {
     limits: RiskLimits,
     portfolio: Portfolio,
-    open: HashMap<ClientOrderId, OpenOrder>,
-    reference: HashMap<InstrumentId, Price>,
+    open: FxHashMap<ClientOrderId, OpenOrder>,
+    reference: FxHashMap<InstrumentId, Price>,
     bucket: TokenBucket,
     day_start_pnl: Money,
 }
@@ -295,8 +295,8 @@ impl RiskGuard {
             bucket: TokenBucket::new(limits.orders_per_second, limits.burst),
             limits,
             portfolio: Portfolio::new(),
-            open: HashMap::new(),
-            reference: HashMap::new(),
+            open: FxHashMap::default(),
+            reference: FxHashMap::default(),
             day_start_pnl: Money::ZERO,
         })
     }

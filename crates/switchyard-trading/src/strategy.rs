@@ -14,7 +14,9 @@
 //!   the signed leaves quantity of the strategy's open orders, so a strategy can target a
 //!   position without double-sending while orders are in flight.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 use switchyard::Timestamp;
@@ -67,8 +69,8 @@ struct OpenOrder {
 pub struct StrategyContext {
     strategy: StrategyId,
     kill_switch: Option<KillSwitch>,
-    positions: HashMap<InstrumentId, Quantity>,
-    open: HashMap<ClientOrderId, OpenOrder>,
+    positions: FxHashMap<InstrumentId, Quantity>,
+    open: FxHashMap<ClientOrderId, OpenOrder>,
     orders: Vec<OrderRequest>,
     next_id: u64,
     now: Timestamp,
@@ -80,8 +82,8 @@ impl StrategyContext {
         StrategyContext {
             strategy: strategy.into(),
             kill_switch: None,
-            positions: HashMap::new(),
-            open: HashMap::new(),
+            positions: FxHashMap::default(),
+            open: FxHashMap::default(),
             orders: Vec::new(),
             next_id: 1,
             now: Timestamp::ZERO,

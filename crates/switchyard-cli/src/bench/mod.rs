@@ -6,6 +6,7 @@ pub mod journal;
 pub mod kill;
 pub mod nats;
 pub mod pipeline;
+pub mod work;
 
 use std::time::Duration;
 

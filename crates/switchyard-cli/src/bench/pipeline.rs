@@ -121,7 +121,11 @@ fn engine(cfg: &Config, bus: &Bus) -> anyhow::Result<EngineCore> {
 /// The engine's whole chain (strategy → guard → breaker → venue, book-keeping,
 /// publishes) called synchronously on events already parsed: no bus hop, no parsing —
 /// the floor the pipeline is built on. Each pass is shifted in time, as the feed does.
-fn sync_chain(cfg: &Config, events: &[MarketEvent]) -> anyhow::Result<(u64, Duration, u64)> {
+fn sync_chain(
+    cfg: &Config,
+    events: &[MarketEvent],
+    limit: u64,
+) -> anyhow::Result<(u64, Duration, u64)> {
     let bus = Bus::new();
     let mut engine = engine(cfg, &bus)?;
     let topic = events
@@ -137,9 +141,12 @@ fn sync_chain(cfg: &Config, events: &[MarketEvent]) -> anyhow::Result<(u64, Dura
     let clock = bus.clock();
     let mut n = 0u64;
     let start = Instant::now();
-    for pass in 0..cfg.run.repeat.max(1) {
+    'passes: for pass in 0..cfg.run.repeat.max(1) {
         let offset = span * pass;
         for ev in events {
+            if n == limit {
+                break 'passes;
+            }
             let mut ev = ev.clone();
             if pass > 0 {
                 ev.shift_time(offset);
@@ -191,6 +198,18 @@ async fn through_node(cfg: Config) -> anyhow::Result<(u64, Duration, switchyard_
     Ok((s.feed.published, elapsed, s))
 }
 
+/// The synchronous chain alone on `events` events (for instruction counts): returns the
+/// events done.
+pub fn sync_chain_only(events: u64) -> anyhow::Result<u64> {
+    let cfg = bench_config(1, 1)?;
+    let (all, _) = load(&cfg)?;
+    let per_pass = all.len().max(1) as u64;
+    let mut cfg = cfg;
+    cfg.run.repeat = events.div_ceil(per_pass).max(1) as u32;
+    let (n, _, _) = sync_chain(&cfg, &all, events)?;
+    Ok(n)
+}
+
 /// `pipeline_eps` (1 strategy) and `pipeline_4_strategies_eps` through the node,
 /// `handbuilt_pipeline_eps` and `sync_chain_eps` baselines, tick-to-order latency.
 pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
@@ -201,7 +220,7 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let (n4, t4, s4) = through_node(bench_config(repeat, 4)?).await?;
     let (nh, th) = hand_built(&one).await?;
     let (events, t_parse) = load(&one)?;
-    let (n_sync, t_sync, sync_orders) = sync_chain(&one, &events)?;
+    let (n_sync, t_sync, sync_orders) = sync_chain(&one, &events, u64::MAX)?;
     let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
     Ok(vec![
         ("events", n1 as f64),

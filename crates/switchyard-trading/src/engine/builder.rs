@@ -1,6 +1,6 @@
 //! [`EngineBuilder`]: strategies, venues, policy and the panic policy of an engine.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use switchyard::breaker::Breaker;
@@ -161,7 +161,7 @@ impl EngineBuilder {
             guard: self.guard,
             kill_switch: self.kill_switch,
             policy: self.policy,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             market_events: 0,
             kill_switch_trips: 0,
             errors: std::collections::BTreeMap::new(),

@@ -47,7 +47,7 @@ mod handler;
 mod slot;
 mod view;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,7 +97,7 @@ pub struct EngineCore {
     guard: RiskGuard,
     kill_switch: KillSwitch,
     policy: Option<KillPolicy>,
-    open: HashMap<ClientOrderId, OpenOrder>,
+    open: FxHashMap<ClientOrderId, OpenOrder>,
     market_events: u64,
     kill_switch_trips: u64,
     /// Errors no strategy owns (unknown-order reports, component failures), by kind.

@@ -8,7 +8,9 @@
 //!
 //! [`KillSwitch::trigger`]: super::KillSwitch::trigger
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -251,10 +253,10 @@ pub struct KillPolicy {
     rejection_fired: bool,
     errors: Option<RateTracker>,
     error_fired: bool,
-    open_breakers: HashMap<String, Instant>,
+    open_breakers: FxHashMap<String, Instant>,
     breaker_fired: bool,
-    last_data: HashMap<String, Instant>,
-    stale_fired: HashSet<String>,
+    last_data: FxHashMap<String, Instant>,
+    stale_fired: FxHashSet<String>,
     escalation_fired: bool,
 }
 
@@ -274,10 +276,10 @@ impl KillPolicy {
             rejection_fired: false,
             errors: config.error_rate.as_ref().map(RateTracker::new),
             error_fired: false,
-            open_breakers: HashMap::new(),
+            open_breakers: FxHashMap::default(),
             breaker_fired: false,
             last_data,
-            stale_fired: HashSet::new(),
+            stale_fired: FxHashSet::default(),
             escalation_fired: false,
             config,
         })

@@ -1,0 +1,43 @@
+//! `switchyard bench work <bus|engine|journal> --events N`: one workload and nothing
+//! else, for counting instructions per event under callgrind (`scripts/instructions`
+//! runs each at two sizes and divides the difference by the extra events, so the
+//! set-up cancels out). Prints the events done.
+
+use std::time::Duration;
+
+use super::pipeline;
+
+/// What to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Bus 1 → 1: one publisher, one subscriber, `Block` overflow.
+    Bus,
+    /// The engine's synchronous chain on the BTCUSDT files, already parsed.
+    Engine,
+    /// Journal appends under group commit (1,000 events or 1 ms), 100-byte payloads.
+    Journal,
+}
+
+/// Runs `workload` for `events` events; returns the events done.
+pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
+    match workload {
+        Workload::Bus => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(super::bus::bus_fanout(events, 1, false));
+            rt.shutdown_timeout(Duration::from_secs(5));
+            Ok(events)
+        }
+        Workload::Engine => pipeline::sync_chain_only(events),
+        Workload::Journal => {
+            let dir = std::env::temp_dir()
+                .join(format!("switchyard-work-journal-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            switchyard_journal::bench::append_group_commit(&dir, events, 100);
+            std::fs::remove_dir_all(&dir)?;
+            Ok(events)
+        }
+    }
+}
