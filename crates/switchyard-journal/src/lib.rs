@@ -10,6 +10,7 @@
 //! | [`Replayer`] | publish a journal back onto a bus, driving a [`ManualClock`](switchyard::ManualClock) |
 //! | [`inspect()`], [`verify()`] | summaries and checksum verification, for the CLI |
 //! | [`codec`] | frame and header encoding |
+//! | [`storage`] | the writer's file operations behind a trait ([`FsStorage`] by default), for simulated power loss |
 //!
 //! # Files
 //!
@@ -125,8 +126,11 @@ mod inspect;
 mod journal;
 mod reader;
 mod recorder;
+mod recovery;
 mod replay;
 pub mod segment;
+pub mod storage;
+mod writer;
 
 pub use codec::{
     FrameError, OwnedRecord, PayloadError, Record, decode_frame, decode_payload, encode_frame,
@@ -139,3 +143,4 @@ pub use reader::{Cursor, JournalReader, ReadFilter, ReaderReport, Records};
 pub use recorder::{CONTROL_KIND, DEFAULT_RECORDER_CAPACITY, Recorder};
 pub use replay::{Pace, ReplaySource, ReplayStats, Replayer};
 pub use segment::{SegmentSummary, TornTail};
+pub use storage::{FsStorage, SegmentFile, Storage};

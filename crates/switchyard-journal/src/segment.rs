@@ -12,6 +12,7 @@ use crate::codec::{
     self, Corruption, FrameError, FrameMeta, HEADER_LEN, HeaderError, MIN_FRAME_LEN, Record,
 };
 use crate::error::JournalError;
+use crate::storage::{FsStorage, Storage};
 
 /// File name extension of segment files.
 pub const SEGMENT_EXT: &str = "sy-journal";
@@ -36,14 +37,21 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 
 /// The segment files in `dir`, ordered by first index. Other files are ignored.
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
-    let rd = std::fs::read_dir(dir).map_err(JournalError::io("listing", dir))?;
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(JournalError::io("listing", dir))?;
-        if let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) {
-            out.push((first, entry.path()));
-        }
-    }
+    list_segments_in(&FsStorage, dir)
+}
+
+/// [`list_segments`] through `storage`.
+pub(crate) fn list_segments_in(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let names = storage
+        .list(dir)
+        .map_err(JournalError::io("listing", dir))?;
+    let mut out: Vec<(u64, PathBuf)> = names
+        .iter()
+        .filter_map(|n| Some((parse_segment_name(n.to_str()?)?, dir.join(n))))
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -435,6 +443,27 @@ pub(crate) fn scan_file(
         .len();
     scan(
         file,
+        path.to_path_buf(),
+        Some(name_index),
+        last,
+        bytes,
+        visit,
+    )
+}
+
+/// [`scan_file`] through `storage` (the writer's recovery).
+pub(crate) fn scan_stored(
+    storage: &dyn Storage,
+    path: &Path,
+    name_index: u64,
+    last: bool,
+    visit: impl FnMut(&Record<'_>),
+) -> Result<SegmentSummary, JournalError> {
+    let (src, bytes) = storage
+        .open_read(path)
+        .map_err(JournalError::io("opening", path))?;
+    scan(
+        src,
         path.to_path_buf(),
         Some(name_index),
         last,
