@@ -81,10 +81,13 @@
 //! * A last segment shorter than its header (a crash while creating it) is a torn tail
 //!   too; the writer rewrites the header.
 //!
-//! Limitation: the writer fsyncs a segment before creating the next, so only the last
-//! segment can be torn by a crash. Within it, a power loss can in principle persist a
-//! later page of never-fsynced data without an earlier one; the rule then reports
-//! corruption rather than guess. Crashes of the process alone (the page cache survives)
+//! Limitation: the writer fsyncs a segment before creating the next, and a new segment's
+//! header and directory entry before writing frames to it, so only the last segment can
+//! be torn by a crash. Within it, a power loss can persist a later write of never-fsynced
+//! data without an earlier one (a hole); the rule then reports corruption rather than
+//! guess, at an offset after every record that was durable. The power-loss test
+//! (`tests/power_loss`, a simulated disk under a real journal) measures how often: about
+//! 3% of its simulated cuts. Crashes of the process alone (the page cache survives)
 //! always leave a clean prefix plus at most one torn frame.
 //!
 //! # Durability

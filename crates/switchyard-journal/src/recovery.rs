@@ -65,8 +65,10 @@ pub(crate) struct Recovered {
     pub seg_has_frames: bool,
 }
 
-/// Create the segment whose first record is `first_index`: write its header and sync
-/// the directory, so that the new file survives a power loss once its data is synced.
+/// Create the segment whose first record is `first_index`: write its header, sync it,
+/// and sync the directory, so that the new file and its header survive a power loss
+/// before any frame is written after them. (Without the header's own sync, a power loss
+/// may keep later frames but not the header: a segment the tail rule cannot read.)
 pub(crate) fn create_segment(
     storage: &dyn Storage,
     dir: &Path,
