@@ -17,8 +17,10 @@ use serde::Serialize;
 use switchyard::Timestamp;
 use tokio::sync::watch;
 
+use crate::audit_chain::{self, Hash};
 use crate::codec::{self, HEADER_LEN};
 use crate::error::JournalError;
+use crate::recorder::CONTROL_KIND;
 pub use crate::recovery::RecoveryReport;
 use crate::recovery::{self, Recovered};
 use crate::storage::{FsStorage, LockGuard, Storage};
@@ -164,6 +166,8 @@ pub(crate) struct State {
     pub(crate) sync_requested: bool,
     pub(crate) closing: bool,
     pub(crate) failed: Option<(PathBuf, Arc<io::Error>)>,
+    /// The audit chain's head: the hash of the last audit record.
+    pub(crate) chain: Hash,
 }
 
 pub(crate) struct Shared {
@@ -336,6 +340,7 @@ impl Journal {
             path,
             seg_len,
             seg_has_frames,
+            chain_head,
         } = recovery::recover(&*storage, &config)?;
         let last = report.next_index - 1;
         let (dtx, _) = watch::channel(last);
@@ -352,6 +357,7 @@ impl Journal {
                 sync_requested: false,
                 closing: false,
                 failed: None,
+                chain: chain_head,
             }),
             wake: Condvar::new(),
             space: Condvar::new(),
@@ -425,6 +431,25 @@ impl Journal {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.append_frame(seq, ts, topic, kind, |b, _, _| {
+            write_payload(b).map(|()| None)
+        })
+    }
+
+    /// Append a frame whose payload `write_payload` writes, given the record's index and
+    /// the audit chain's head; if it returns a hash, that becomes the chain's head (only
+    /// once the frame is in the buffer).
+    fn append_frame<E>(
+        &self,
+        seq: u64,
+        ts: Timestamp,
+        topic: &str,
+        kind: &str,
+        write_payload: impl FnOnce(&mut Vec<u8>, u64, &Hash) -> Result<Option<Hash>, E>,
+    ) -> Result<u64, JournalError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let sh = &self.inner.shared;
         let mut st = sh.lock();
         loop {
@@ -445,11 +470,16 @@ impl Journal {
             return Err(JournalError::IndexExhausted { next: index });
         };
         let was_empty = st.buf.is_empty();
+        let prev = st.chain;
+        let mut sealed = None;
         // `encode_frame_with` truncates the buffer back to where the frame started if
         // `write_payload` panics; catch the panic here too, so that the lock is released
         // normally (not poisoned) before the panic goes on to the caller.
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode_frame_with(&mut st.buf, index, seq, ts, topic, kind, write_payload)
+            codec::encode_frame_with(&mut st.buf, index, seq, ts, topic, kind, |b| {
+                sealed = write_payload(b, index, &prev)?;
+                Ok::<(), E>(())
+            })
         }));
         let encoded = match encoded {
             Ok(r) => r,
@@ -462,6 +492,9 @@ impl Journal {
             topic: topic.to_owned(),
             source,
         })?;
+        if let Some(h) = sealed {
+            st.chain = h;
+        }
         st.next_index = next;
         st.frames += 1;
         st.appended += 1;
@@ -514,6 +547,45 @@ impl Journal {
         value: &T,
     ) -> Result<u64, JournalError> {
         self.append_with(seq, ts, topic, kind, |b| serde_json::to_writer(b, value))
+    }
+
+    /// Append a control event as an audit record: kind [`CONTROL_KIND`], `value` as a
+    /// JSON object with the audit chain's member (`prev`, `hash`) added at its end, linked
+    /// to the previous audit record (see [`audit_chain`](crate::audit_chain)). Returns
+    /// its index. `value` must serialize as a JSON object.
+    pub fn append_audit<T: Serialize + ?Sized>(
+        &self,
+        seq: u64,
+        ts: Timestamp,
+        topic: &str,
+        value: &T,
+    ) -> Result<u64, JournalError> {
+        self.append_frame(seq, ts, topic, CONTROL_KIND, |b, index, prev| {
+            let start = b.len();
+            serde_json::to_writer(&mut *b, value)?;
+            audit_chain::chain_in_place(
+                b,
+                start,
+                prev,
+                index,
+                seq,
+                ts.as_nanos(),
+                topic,
+                CONTROL_KIND,
+            )
+            .map(Some)
+            .ok_or_else(|| {
+                <serde_json::Error as serde::ser::Error>::custom(
+                    "an audit record must serialize as a JSON object",
+                )
+            })
+        })
+    }
+
+    /// Hash of the last audit record appended or found on open ([`audit_chain::GENESIS`]
+    /// if there is none): what the next audit record links to.
+    pub fn audit_head(&self) -> Hash {
+        self.inner.shared.lock().chain
     }
 
     /// Index of the last record known to be on disk (fsynced). 0 if none.
@@ -638,107 +710,4 @@ impl Journal {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::thread;
-
-    use super::*;
-
-    /// Generous bound: anything slower than this is a hang.
-    const HANG: Duration = Duration::from_secs(20);
-
-    fn append_one(j: &Journal, i: u64) -> Result<u64, JournalError> {
-        j.append(i, Timestamp(i), "a.b", "k", b"payload")
-    }
-
-    fn is_writer_panic(e: &JournalError) -> bool {
-        matches!(e, JournalError::WriterFailed { .. }) && e.to_string().contains("panicked")
-    }
-
-    #[test]
-    fn a_writer_panic_fails_waiters_appenders_and_close_instead_of_hanging() {
-        let dir = tempfile::tempdir().unwrap();
-        // `Never`: nothing becomes durable on its own, so the waiters below really wait.
-        let config = JournalConfig::new(dir.path())
-            .sync(SyncPolicy::Never)
-            .max_buffer_bytes(1);
-        let (j, _) = Journal::open(config).unwrap();
-        assert_eq!(append_one(&j, 1).unwrap(), 1);
-
-        let (tx, rx) = mpsc::channel::<(&str, Result<u64, JournalError>)>();
-        {
-            let (j, tx) = (j.clone(), tx.clone());
-            thread::spawn(move || tx.send(("wait_durable", j.wait_durable(1))));
-        }
-        {
-            let (j, tx) = (j.clone(), tx.clone());
-            thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                tx.send(("durable_at_least", rt.block_on(j.durable_at_least(1))))
-            });
-        }
-        // Give the waiters time to block (if they come late they fail at once: also fine).
-        thread::sleep(Duration::from_millis(50));
-
-        j.inner.shared.inject_panic.store(true, Ordering::Release);
-        // Appenders against a one-byte buffer: without the writer they would wait for
-        // space forever; each must end with an error.
-        for t in 0..4u64 {
-            let (j, tx) = (j.clone(), tx.clone());
-            thread::spawn(move || {
-                let mut last = Ok(0);
-                for i in 0..200 {
-                    last = append_one(&j, 1000 * t + i);
-                    if last.is_err() {
-                        break;
-                    }
-                }
-                tx.send(("append", last))
-            });
-        }
-        drop(tx);
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            let (who, res) = rx
-                .recv_timeout(HANG)
-                .unwrap_or_else(|_| panic!("hang; finished so far: {seen:?}"));
-            let e = res.expect_err(who);
-            assert!(is_writer_panic(&e), "{who}: {e}");
-            seen.push(who);
-        }
-
-        assert!(j.inner.shared.stopped.load(Ordering::Acquire));
-        assert!(is_writer_panic(&append_one(&j, 9).unwrap_err()));
-        assert!(is_writer_panic(&j.sync_now().unwrap_err()));
-        let e = j.close().unwrap_err();
-        assert!(is_writer_panic(&e), "{e}");
-        // Again: same outcome.
-        assert!(is_writer_panic(&j.close().unwrap_err()));
-    }
-
-    #[test]
-    fn a_panicking_payload_writer_leaves_no_partial_frame_and_keeps_the_lock_usable() {
-        let dir = tempfile::tempdir().unwrap();
-        let (j, _) = Journal::open(JournalConfig::new(dir.path())).unwrap();
-        assert_eq!(append_one(&j, 1).unwrap(), 1);
-        let before = j.inner.shared.lock().buf.len();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            j.append_with(2, Timestamp(2), "a.b", "k", |b| {
-                b.extend_from_slice(b"half a payl");
-                if b.len() > 1 {
-                    panic!("serializer bug");
-                }
-                Ok::<(), std::io::Error>(())
-            })
-        }));
-        assert!(r.is_err());
-        assert!(!j.inner.shared.state.is_poisoned());
-        // The buffer may have been drained by the writer meanwhile, never grown.
-        assert!(j.inner.shared.lock().buf.len() <= before);
-        assert_eq!(j.next_index(), 2);
-        assert_eq!(append_one(&j, 3).unwrap(), 2);
-        assert_eq!(j.close().unwrap().durable, 2);
-    }
-}
+mod tests;

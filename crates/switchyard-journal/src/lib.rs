@@ -8,7 +8,8 @@
 //! | [`JournalReader`], [`ReadFilter`], [`Cursor`] | read-only access, filtered by index, sequence, time, topic |
 //! | [`Recorder`] | journal chosen topics (and control events) of a [`Bus`](switchyard::Bus) |
 //! | [`Replayer`] | publish a journal back onto a bus, driving a [`ManualClock`](switchyard::ManualClock) |
-//! | [`inspect()`], [`verify()`] | summaries and checksum verification, for the CLI |
+//! | [`inspect()`], [`verify()`] | summaries, checksum and audit chain verification, for the CLI |
+//! | [`audit_chain`] | the hash chain of the audit trail (control records) |
 //! | [`codec`] | frame and header encoding |
 //! | [`storage`] | the writer's file operations behind a trait ([`FsStorage`] by default), for simulated power loss |
 //!
@@ -56,7 +57,9 @@
 //! names the type to decode as (see [`Replayer::decoder`]).
 //! Control events ([`Recorder::record_control`], kind `control`) are the exception: their
 //! payload is JSON, since [`ControlEvent`](switchyard::ControlEvent) only serializes and
-//! its audit records should be readable without the Rust types.
+//! its audit records should be readable without the Rust types. They are the audit
+//! trail, hash-chained: each carries SHA-256 over the previous one's hash and its own
+//! content, which [`verify()`] checks ([`audit_chain`]).
 //!
 //! A new format version gets a new version number; this build refuses other versions
 //! ([`codec::HeaderError::UnsupportedVersion`]).
@@ -122,6 +125,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod audit_chain;
 pub mod bench;
 pub mod codec;
 mod error;
@@ -135,12 +139,15 @@ pub mod segment;
 pub mod storage;
 mod writer;
 
+pub use audit_chain::ChainBreak;
 pub use codec::{
     FrameError, OwnedRecord, PayloadError, Record, decode_frame, decode_payload, encode_frame,
     encode_payload,
 };
 pub use error::{JournalError, ReplayError};
-pub use inspect::{Inspection, Problem, VerifyReport, inspect, verify};
+pub use inspect::{
+    AuditChainReport, BrokenLink, Inspection, Problem, VerifyReport, inspect, verify,
+};
 pub use journal::{Journal, JournalConfig, JournalStats, LOCK_FILE, RecoveryReport, SyncPolicy};
 pub use reader::{Cursor, JournalReader, ReadFilter, ReaderReport, Records};
 pub use recorder::{CONTROL_KIND, DEFAULT_RECORDER_CAPACITY, Recorder};

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::audit_chain::{self, GENESIS, Hash};
 use crate::codec::{self, HEADER_LEN};
 use crate::error::JournalError;
 use crate::journal::{JournalConfig, LOCK_FILE};
 use crate::segment::{self, TornTail, segment_file_name};
 use crate::storage::{LockGuard, SegmentFile, Storage};
 
-/// What [`Journal::open`] found and repaired.
+/// What [`Journal::open`](crate::Journal::open) found and repaired.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RecoveryReport {
     /// The journal directory.
@@ -63,6 +64,8 @@ pub(crate) struct Recovered {
     pub path: PathBuf,
     pub seg_len: u64,
     pub seg_has_frames: bool,
+    /// The hash of the last audit record (the audit chain continues from it).
+    pub chain_head: Hash,
 }
 
 /// Create the segment whose first record is `first_index`: write its header, sync it,
@@ -135,12 +138,13 @@ pub(crate) fn recover(
             path,
             seg_len: HEADER_LEN as u64,
             seg_has_frames: false,
+            chain_head: GENESIS,
         });
     };
     let mut prev_end: Option<u64> = None;
     for (first, path) in older {
         if config.verify_on_open {
-            let s = segment::scan_stored(storage, path, *first, false, |_| {})?;
+            let s = segment::scan_stored(storage, path, *first, false, |_, _| {})?;
             if let Some(expected) = prev_end
                 && expected != *first
             {
@@ -164,7 +168,19 @@ pub(crate) fn recover(
             found: *last_first,
         });
     }
-    let sum = segment::scan_stored(storage, last_path, *last_first, true, |_| {})?;
+    let mut chain_head = None;
+    let sum = segment::scan_stored(storage, last_path, *last_first, true, |r, _| {
+        chain_head = audit_chain::head_of(r).or(chain_head);
+    })?;
+    // The audit chain continues from the last audit record, wherever it is.
+    for (first, path) in older.iter().rev() {
+        if chain_head.is_some() {
+            break;
+        }
+        segment::scan_stored(storage, path, *first, false, |r, _| {
+            chain_head = audit_chain::head_of(r).or(chain_head);
+        })?;
+    }
     let mut file = storage
         .open_append(last_path)
         .map_err(JournalError::io("opening", last_path))?;
@@ -203,5 +219,6 @@ pub(crate) fn recover(
         path: last_path.clone(),
         seg_len: len,
         seg_has_frames: sum.records > 0,
+        chain_head: chain_head.unwrap_or(GENESIS),
     })
 }

@@ -395,7 +395,7 @@ pub(crate) fn scan<R: Read>(
     name_index: Option<u64>,
     last: bool,
     bytes: u64,
-    mut visit: impl FnMut(&Record<'_>),
+    mut visit: impl FnMut(&Record<'_>, u64),
 ) -> Result<SegmentSummary, JournalError> {
     let mut sum = SegmentSummary {
         path: path.clone(),
@@ -418,7 +418,7 @@ pub(crate) fn scan<R: Read>(
             Step::Frame { meta, pos, offset } => {
                 let r = sc.record(&meta, pos);
                 sum.add(&r, offset + meta.len as u64);
-                visit(&r);
+                visit(&r, offset);
             }
             Step::End => return Ok(sum),
             Step::Tail(t) => {
@@ -429,12 +429,12 @@ pub(crate) fn scan<R: Read>(
     }
 }
 
-/// Scan one segment file.
+/// Scan one segment file, calling `visit` with each valid record and its offset.
 pub(crate) fn scan_file(
     path: &Path,
     name_index: u64,
     last: bool,
-    visit: impl FnMut(&Record<'_>),
+    visit: impl FnMut(&Record<'_>, u64),
 ) -> Result<SegmentSummary, JournalError> {
     let file = File::open(path).map_err(JournalError::io("opening", path))?;
     let bytes = file
@@ -457,7 +457,7 @@ pub(crate) fn scan_stored(
     path: &Path,
     name_index: u64,
     last: bool,
-    visit: impl FnMut(&Record<'_>),
+    visit: impl FnMut(&Record<'_>, u64),
 ) -> Result<SegmentSummary, JournalError> {
     let (src, bytes) = storage
         .open_read(path)
@@ -481,7 +481,7 @@ pub fn scan_segment_bytes(bytes: &[u8], last: bool) -> Result<SegmentSummary, Jo
         None,
         last,
         bytes.len() as u64,
-        |_| {},
+        |_, _| {},
     )
 }
 
