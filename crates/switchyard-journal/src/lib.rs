@@ -90,7 +90,7 @@
 //! data without an earlier one (a hole); the rule then reports corruption rather than
 //! guess, at an offset after every record that was durable. The power-loss test
 //! (`tests/power_loss`, a simulated disk under a real journal) measures how often: about
-//! 3% of its simulated cuts. Crashes of the process alone (the page cache survives)
+//! 4% of its simulated cuts. Crashes of the process alone (the page cache survives)
 //! always leave a clean prefix plus at most one torn frame.
 //!
 //! # Durability
