@@ -175,3 +175,71 @@ fn inspect_and_verify_read_the_journal_and_find_damage() {
     let out = replay(&dir, &[], &[]);
     assert!(!out.status.success(), "a damaged journal was replayed");
 }
+
+#[test]
+fn verify_names_the_audit_record_whose_edit_only_the_chain_can_see() {
+    use switchyard_journal::codec::HEADER_LEN;
+    use switchyard_journal::{CONTROL_KIND, decode_frame, encode_frame};
+
+    let root = temp_dir("audit-chain");
+    let live = live_run(&root);
+    let dir = live["journal"]["dir"].as_str().unwrap().to_owned();
+    let out = switchyard(&["journal", "verify", &dir]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("audit chain: ") && text.contains("records hold, head #"),
+        "{text}"
+    );
+
+    // The first control record of the run (audit trail: lifecycle, kill switch, ...):
+    // one letter of its event changed, its frame checksum computed anew.
+    let seg = switchyard_journal::segment::list_segments(Path::new(&dir))
+        .unwrap()
+        .remove(0)
+        .1;
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut pos = HEADER_LEN;
+    let (offset, index, seq, new) = loop {
+        let (r, len) = decode_frame(&bytes[pos..]).unwrap();
+        if r.kind == CONTROL_KIND {
+            let mut payload = r.payload.to_vec();
+            let at = payload
+                .windows(8)
+                .position(|w| w == b"\"type\":\"")
+                .expect("a tagged event")
+                + 8;
+            payload[at] = if payload[at] == b'x' { b'y' } else { b'x' };
+            let mut new = Vec::new();
+            encode_frame(&mut new, r.index, r.seq, r.ts, r.topic, r.kind, &payload).unwrap();
+            assert_eq!(new.len(), len);
+            break (pos, r.index, r.seq, new);
+        }
+        pos += len;
+    };
+    bytes[offset..offset + new.len()].copy_from_slice(&new);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let out = switchyard(&["journal", "verify", &dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = seg.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains("audit chain: BROKEN"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{name} at byte offset {offset}: audit record #{index} (seq {seq}) breaks the audit chain"
+        )),
+        "{err}"
+    );
+    let out = switchyard(&["journal", "verify", &dir, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["audit"]["broken"]["index"], index);
+    assert_eq!(v["audit"]["broken"]["offset"], offset as u64);
+    assert_eq!(v["audit"]["broken"]["reason"]["kind"], "wrong_hash");
+    // Only the chain: every frame still checks out.
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    // And a journal whose audit trail was tampered with is not replayed.
+    let out = replay(&dir, &[], &[]);
+    assert!(!out.status.success(), "a tampered journal was replayed");
+}

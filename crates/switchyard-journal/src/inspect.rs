@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use switchyard::Timestamp;
 
+use crate::audit_chain::{self, ChainBreak, ChainVerifier};
 use crate::error::JournalError;
+use crate::recorder::CONTROL_KIND;
 use crate::segment::{self, SegmentSummary, TornTail};
 
 /// The contents of a journal.
@@ -74,7 +76,7 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection, JournalError> {
                 found: *first,
             });
         }
-        let s = segment::scan_file(path, *first, i + 1 == segs.len(), |r| {
+        let s = segment::scan_file(path, *first, i + 1 == segs.len(), |r, _| {
             bump(&mut by_topic, r.topic);
             bump(&mut by_kind, r.kind);
             min_ts = Some(min_ts.map_or(r.ts, |t| t.min(r.ts)));
@@ -193,6 +195,47 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The first audit record that breaks the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BrokenLink {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Byte offset of the record's frame in the segment.
+    pub offset: u64,
+    /// The record's journal index.
+    pub index: u64,
+    /// The record's envelope sequence number.
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: ChainBreak,
+}
+
+impl fmt::Display for BrokenLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "audit record #{} (seq {}) breaks the audit chain: {}",
+            self.index, self.seq, self.reason
+        )
+    }
+}
+
+/// The audit chain, as [`verify`] found it (see [`audit_chain`](crate::audit_chain)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AuditChainReport {
+    /// Audit (control) records whose link was checked and holds.
+    pub records: u64,
+    /// Journal index of the last of them.
+    pub head_index: Option<u64>,
+    /// Its hash (hex): what the chain's next record links to. Keep it elsewhere to pin
+    /// the trail.
+    pub head: Option<String>,
+    /// The first record that breaks the chain (also listed in the problems).
+    pub broken: Option<BrokenLink>,
+    /// The chain was not checked past frame damage (listed in the problems).
+    pub stopped_at_damage: bool,
+}
+
 /// The result of [`verify`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -209,6 +252,8 @@ pub struct VerifyReport {
     /// A torn tail of the last segment: not damage (a writer reopening the journal cuts
     /// it off), but reported.
     pub torn_tail: Option<TornTail>,
+    /// The audit chain.
+    pub audit: AuditChainReport,
 }
 
 impl VerifyReport {
@@ -229,6 +274,25 @@ impl fmt::Display for VerifyReport {
             self.segments,
             self.bytes
         )?;
+        let a = &self.audit;
+        match (&a.broken, a.head_index, &a.head) {
+            (Some(_), _, _) => writeln!(
+                f,
+                "audit chain: BROKEN ({} records hold before it)",
+                a.records
+            )?,
+            (None, _, _) if a.stopped_at_damage => writeln!(
+                f,
+                "audit chain: not checked past the damage ({} records hold before it)",
+                a.records
+            )?,
+            (None, Some(i), Some(h)) => writeln!(
+                f,
+                "audit chain: {} records hold, head #{i} sha256 {h}",
+                a.records
+            )?,
+            _ => writeln!(f, "audit chain: no audit records")?,
+        }
         for p in &self.problems {
             writeln!(f, "error: {p}")?;
         }
@@ -266,8 +330,9 @@ fn problem(e: JournalError, path: &Path) -> Problem {
     }
 }
 
-/// Verify every checksum of every segment in `dir`, the headers, and that indexes run
-/// on without gaps. Reports each problem with segment, offset and reason; fails only if
+/// Verify every checksum of every segment in `dir`, the headers, that indexes run on
+/// without gaps, and the audit chain (up to its first broken record, which it names;
+/// not past frame damage). Reports each problem with segment, offset and reason; fails only if
 /// the directory cannot be listed or holds no segment.
 pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
     let dir = dir.as_ref();
@@ -284,7 +349,9 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
         bytes: 0,
         problems: Vec::new(),
         torn_tail: None,
+        audit: AuditChainReport::default(),
     };
+    let mut chain = ChainVerifier::new();
     let mut expected: Option<u64> = None;
     for (i, (first, path)) in segs.iter().enumerate() {
         if let Some(e) = expected
@@ -303,7 +370,33 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
             report.bytes += m.len();
         }
         let mut n = 0u64;
-        match segment::scan_file(path, *first, i + 1 == segs.len(), |_| n += 1) {
+        let checking = report.problems.is_empty();
+        let mut broken = None;
+        let scanned = segment::scan_file(path, *first, i + 1 == segs.len(), |r, offset| {
+            n += 1;
+            if checking
+                && broken.is_none()
+                && r.kind == CONTROL_KIND
+                && let Err(reason) = chain.check(r)
+            {
+                broken = Some(BrokenLink {
+                    segment: path.clone(),
+                    offset,
+                    index: r.index,
+                    seq: r.seq,
+                    reason,
+                });
+            }
+        });
+        if let Some(b) = broken {
+            report.problems.push(Problem {
+                segment: b.segment.clone(),
+                offset: Some(b.offset),
+                reason: b.to_string(),
+            });
+            report.audit.broken = Some(b);
+        }
+        match scanned {
             Ok(s) => {
                 expected = Some(s.last_index.map_or(*first, segment::index_after));
                 if s.torn_tail.is_some() {
@@ -317,5 +410,10 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
         }
         report.records += n;
     }
+    let (records, head) = chain.summary();
+    report.audit.records = records;
+    report.audit.head_index = head.map(|(i, _)| i);
+    report.audit.head = head.map(|(_, h)| audit_chain::hex(&h));
+    report.audit.stopped_at_damage = report.audit.broken.is_none() && !report.problems.is_empty();
     Ok(report)
 }

@@ -6,9 +6,8 @@
 //! publishes the durable index. See the [crate docs](crate) for the durability contract.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -18,9 +17,14 @@ use serde::Serialize;
 use switchyard::Timestamp;
 use tokio::sync::watch;
 
-use crate::codec::{self, FRAME_HEADER_LEN, HEADER_LEN};
+use crate::audit_chain::{self, Hash};
+use crate::codec::{self, HEADER_LEN};
 use crate::error::JournalError;
-use crate::segment::{self, TornTail, segment_file_name};
+use crate::recorder::CONTROL_KIND;
+pub use crate::recovery::RecoveryReport;
+use crate::recovery::{self, Recovered};
+use crate::storage::{FsStorage, LockGuard, Storage};
+use crate::writer::Writer;
 
 /// When the writer calls `fdatasync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -116,48 +120,6 @@ impl JournalConfig {
     }
 }
 
-/// What [`Journal::open`] found and repaired.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RecoveryReport {
-    /// The journal directory.
-    pub dir: PathBuf,
-    /// True if the directory held no segment and a new journal was started.
-    pub created: bool,
-    /// Segment files.
-    pub segments: usize,
-    /// The segment appends go to.
-    pub last_segment: PathBuf,
-    /// Valid records found in the last segment.
-    pub records_in_last_segment: u64,
-    /// Index of the last record kept (0 if the journal is empty).
-    pub last_index: u64,
-    /// Index the next append gets.
-    pub next_index: u64,
-    /// The torn tail that was cut off, if any.
-    pub truncated: Option<TornTail>,
-}
-
-impl fmt::Display for RecoveryReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.created {
-            write!(f, "new journal in {}", self.dir.display())?;
-        } else {
-            write!(
-                f,
-                "journal {}: {} segment(s), last record #{}, next #{}",
-                self.dir.display(),
-                self.segments,
-                self.last_index,
-                self.next_index
-            )?;
-        }
-        if let Some(t) = &self.truncated {
-            write!(f, "; truncated {t}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Counters of a journal, from [`Journal::stats`] and [`Journal::close`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct JournalStats {
@@ -193,45 +155,47 @@ impl fmt::Display for JournalStats {
     }
 }
 
-struct State {
-    buf: Vec<u8>,
-    frames: u64,
-    buf_since: Option<Instant>,
-    next_index: u64,
-    appended: u64,
-    writer_idle: bool,
-    space_waiters: u32,
-    sync_requested: bool,
-    closing: bool,
-    failed: Option<(PathBuf, Arc<io::Error>)>,
+pub(crate) struct State {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) frames: u64,
+    pub(crate) buf_since: Option<Instant>,
+    pub(crate) next_index: u64,
+    pub(crate) appended: u64,
+    pub(crate) writer_idle: bool,
+    pub(crate) space_waiters: u32,
+    pub(crate) sync_requested: bool,
+    pub(crate) closing: bool,
+    pub(crate) failed: Option<(PathBuf, Arc<io::Error>)>,
+    /// The audit chain's head: the hash of the last audit record.
+    pub(crate) chain: Hash,
 }
 
-struct Shared {
-    config: JournalConfig,
-    state: Mutex<State>,
-    wake: Condvar,
-    space: Condvar,
-    durable: AtomicU64,
-    written: AtomicU64,
-    stopped: AtomicBool,
-    dlock: Mutex<()>,
-    dcv: Condvar,
-    dtx: watch::Sender<u64>,
-    bytes_written: AtomicU64,
-    writes: AtomicU64,
-    fsyncs: AtomicU64,
-    segments_created: AtomicU64,
+pub(crate) struct Shared {
+    pub(crate) config: JournalConfig,
+    pub(crate) state: Mutex<State>,
+    pub(crate) wake: Condvar,
+    pub(crate) space: Condvar,
+    pub(crate) durable: AtomicU64,
+    pub(crate) written: AtomicU64,
+    pub(crate) stopped: AtomicBool,
+    pub(crate) dlock: Mutex<()>,
+    pub(crate) dcv: Condvar,
+    pub(crate) dtx: watch::Sender<u64>,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) segments_created: AtomicU64,
     /// Fault injection for tests: the writer panics when it next wakes up with work.
     #[cfg(test)]
-    inject_panic: AtomicBool,
+    pub(crate) inject_panic: AtomicBool,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish_durable(&self, index: u64) {
+    pub(crate) fn publish_durable(&self, index: u64) {
         self.durable.fetch_max(index, Ordering::AcqRel);
         drop(self.dlock.lock().unwrap_or_else(PoisonError::into_inner));
         self.dcv.notify_all();
@@ -241,7 +205,7 @@ impl Shared {
     /// Record a writer failure (the first one wins), mark the writer stopped and wake
     /// everyone who waits on it: appenders waiting for space, `wait_durable` and
     /// `durable_at_least` waiters. They all return an error from then on.
-    fn fail(&self, path: PathBuf, e: io::Error) {
+    pub(crate) fn fail(&self, path: PathBuf, e: io::Error) {
         {
             let mut st = self.lock();
             if st.failed.is_none() {
@@ -252,7 +216,7 @@ impl Shared {
     }
 
     /// Mark the writer stopped and wake every waiter.
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         // Take the state lock so that an appender between its check and its wait cannot
         // miss the notification.
@@ -261,7 +225,7 @@ impl Shared {
         self.publish_durable(self.durable.load(Ordering::Acquire));
     }
 
-    fn stop_error(&self) -> JournalError {
+    pub(crate) fn stop_error(&self) -> JournalError {
         match &self.lock().failed {
             Some((path, e)) => JournalError::WriterFailed {
                 path: path.clone(),
@@ -275,7 +239,7 @@ impl Shared {
 struct Inner {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
+    _lock: LockGuard,
 }
 
 impl Inner {
@@ -307,7 +271,7 @@ impl Inner {
 }
 
 /// The message of a panic payload, if it is a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -342,38 +306,21 @@ impl fmt::Debug for Journal {
 /// Name of the lock file held by the writer.
 pub const LOCK_FILE: &str = "LOCK";
 
-fn create_segment(dir: &Path, first_index: u64) -> Result<(File, PathBuf), JournalError> {
-    let path = dir.join(segment_file_name(first_index));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(JournalError::io("creating", &path))?;
-    f.write_all(&codec::encode_header(first_index))
-        .map_err(JournalError::io("writing", &path))?;
-    sync_dir(dir)?;
-    Ok((f, path))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(JournalError::io("syncing directory", dir))
-}
-
-fn check_header(path: &Path, name_index: u64) -> Result<(), JournalError> {
-    let f = File::open(path).map_err(JournalError::io("opening", path))?;
-    match segment::Scanner::start(f, path.to_path_buf(), Some(name_index), false)? {
-        segment::Opened::Ready(_) | segment::Opened::TornHeader(_) => Ok(()),
-    }
-}
-
 impl Journal {
     /// Open the journal in `config.dir` for writing, creating it if there is none, and
     /// recover: a torn tail of the last segment is cut off and reported; damage anywhere
     /// else is an error that names the segment and offset. Appends continue after the
     /// last record kept. Only one writer may have a journal open (a lock file enforces it).
     pub fn open(config: JournalConfig) -> Result<(Journal, RecoveryReport), JournalError> {
+        Journal::open_with_storage(config, Arc::new(FsStorage))
+    }
+
+    /// [`Journal::open`] on `storage` instead of the real file system (a simulated disk
+    /// in tests: see [`Storage`]).
+    pub fn open_with_storage(
+        config: JournalConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<(Journal, RecoveryReport), JournalError> {
         if config.segment_bytes < (HEADER_LEN + codec::MIN_FRAME_LEN) as u64 {
             return Err(JournalError::Config("segment_bytes is too small"));
         }
@@ -386,105 +333,15 @@ impl Journal {
         {
             return Err(JournalError::Config("every_events must be at least 1"));
         }
-        let dir = config.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(JournalError::io("creating directory", &dir))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(JournalError::io("opening", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::Locked { path: lock_path });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(JournalError::io("locking", &lock_path)(e));
-            }
-        }
-
-        let segs = segment::list_segments(&dir)?;
-        let mut report = RecoveryReport {
-            dir: dir.clone(),
-            created: segs.is_empty(),
-            segments: segs.len().max(1),
-            last_segment: PathBuf::new(),
-            records_in_last_segment: 0,
-            last_index: 0,
-            next_index: 1,
-            truncated: None,
-        };
-        let (file, path, seg_len, seg_has_frames) =
-            if let Some(((last_first, last_path), older)) = segs.split_last() {
-                let mut prev_end: Option<u64> = None;
-                for (first, path) in older {
-                    if config.verify_on_open {
-                        let s = segment::scan_file(path, *first, false, |_| {})?;
-                        if let Some(expected) = prev_end
-                            && expected != *first
-                        {
-                            return Err(JournalError::SegmentGap {
-                                path: path.clone(),
-                                expected,
-                                found: *first,
-                            });
-                        }
-                        prev_end = Some(s.last_index.map_or(*first, segment::index_after));
-                    } else {
-                        check_header(path, *first)?;
-                    }
-                }
-                if let Some(expected) = prev_end
-                    && expected != *last_first
-                {
-                    return Err(JournalError::SegmentGap {
-                        path: last_path.clone(),
-                        expected,
-                        found: *last_first,
-                    });
-                }
-                let sum = segment::scan_file(last_path, *last_first, true, |_| {})?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .open(last_path)
-                    .map_err(JournalError::io("opening", last_path))?;
-                let mut len = sum.bytes;
-                if sum.torn_header {
-                    file.set_len(0)
-                        .and_then(|()| file.write_all(&codec::encode_header(*last_first)))
-                        .map_err(JournalError::io("rewriting header of", last_path))?;
-                    len = HEADER_LEN as u64;
-                } else if sum.torn_tail.is_some() {
-                    file.set_len(sum.valid_bytes)
-                        .map_err(JournalError::io("truncating", last_path))?;
-                    len = sum.valid_bytes;
-                }
-                if let Some(t) = &sum.torn_tail {
-                    tracing::warn!(
-                        segment = %t.segment.display(),
-                        offset = t.offset,
-                        bytes = t.bytes,
-                        reason = %t.reason,
-                        "journal recovery: cut off a torn tail"
-                    );
-                }
-                file.seek(SeekFrom::Start(len))
-                    .map_err(JournalError::io("seeking in", last_path))?;
-                file.sync_data()
-                    .map_err(JournalError::io("syncing", last_path))?;
-                report.records_in_last_segment = sum.records;
-                report.last_index = sum.last_index.unwrap_or(last_first.saturating_sub(1));
-                report.next_index = sum.last_index.map_or(*last_first, segment::index_after);
-                report.truncated = sum.torn_tail;
-                (file, last_path.clone(), len, sum.records > 0)
-            } else {
-                let (f, path) = create_segment(&dir, 1)?;
-                (f, path, HEADER_LEN as u64, false)
-            };
-        report.last_segment = path.clone();
-
+        let Recovered {
+            report,
+            lock,
+            file,
+            path,
+            seg_len,
+            seg_has_frames,
+            chain_head,
+        } = recovery::recover(&*storage, &config)?;
         let last = report.next_index - 1;
         let (dtx, _) = watch::channel(last);
         let shared = Arc::new(Shared {
@@ -500,6 +357,7 @@ impl Journal {
                 sync_requested: false,
                 closing: false,
                 failed: None,
+                chain: chain_head,
             }),
             wake: Condvar::new(),
             space: Condvar::new(),
@@ -518,7 +376,8 @@ impl Journal {
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
-            dir,
+            storage,
+            dir: config.dir.clone(),
             file,
             path,
             seg_len,
@@ -572,6 +431,25 @@ impl Journal {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.append_frame(seq, ts, topic, kind, |b, _, _| {
+            write_payload(b).map(|()| None)
+        })
+    }
+
+    /// Append a frame whose payload `write_payload` writes, given the record's index and
+    /// the audit chain's head; if it returns a hash, that becomes the chain's head (only
+    /// once the frame is in the buffer).
+    fn append_frame<E>(
+        &self,
+        seq: u64,
+        ts: Timestamp,
+        topic: &str,
+        kind: &str,
+        write_payload: impl FnOnce(&mut Vec<u8>, u64, &Hash) -> Result<Option<Hash>, E>,
+    ) -> Result<u64, JournalError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let sh = &self.inner.shared;
         let mut st = sh.lock();
         loop {
@@ -592,11 +470,16 @@ impl Journal {
             return Err(JournalError::IndexExhausted { next: index });
         };
         let was_empty = st.buf.is_empty();
+        let prev = st.chain;
+        let mut sealed = None;
         // `encode_frame_with` truncates the buffer back to where the frame started if
         // `write_payload` panics; catch the panic here too, so that the lock is released
         // normally (not poisoned) before the panic goes on to the caller.
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode_frame_with(&mut st.buf, index, seq, ts, topic, kind, write_payload)
+            codec::encode_frame_with(&mut st.buf, index, seq, ts, topic, kind, |b| {
+                sealed = write_payload(b, index, &prev)?;
+                Ok::<(), E>(())
+            })
         }));
         let encoded = match encoded {
             Ok(r) => r,
@@ -609,6 +492,9 @@ impl Journal {
             topic: topic.to_owned(),
             source,
         })?;
+        if let Some(h) = sealed {
+            st.chain = h;
+        }
         st.next_index = next;
         st.frames += 1;
         st.appended += 1;
@@ -661,6 +547,45 @@ impl Journal {
         value: &T,
     ) -> Result<u64, JournalError> {
         self.append_with(seq, ts, topic, kind, |b| serde_json::to_writer(b, value))
+    }
+
+    /// Append a control event as an audit record: kind [`CONTROL_KIND`], `value` as a
+    /// JSON object with the audit chain's member (`prev`, `hash`) added at its end, linked
+    /// to the previous audit record (see [`audit_chain`](crate::audit_chain)). Returns
+    /// its index. `value` must serialize as a JSON object.
+    pub fn append_audit<T: Serialize + ?Sized>(
+        &self,
+        seq: u64,
+        ts: Timestamp,
+        topic: &str,
+        value: &T,
+    ) -> Result<u64, JournalError> {
+        self.append_frame(seq, ts, topic, CONTROL_KIND, |b, index, prev| {
+            let start = b.len();
+            serde_json::to_writer(&mut *b, value)?;
+            audit_chain::chain_in_place(
+                b,
+                start,
+                prev,
+                index,
+                seq,
+                ts.as_nanos(),
+                topic,
+                CONTROL_KIND,
+            )
+            .map(Some)
+            .ok_or_else(|| {
+                <serde_json::Error as serde::ser::Error>::custom(
+                    "an audit record must serialize as a JSON object",
+                )
+            })
+        })
+    }
+
+    /// Hash of the last audit record appended or found on open ([`audit_chain::GENESIS`]
+    /// if there is none): what the next audit record links to.
+    pub fn audit_head(&self) -> Hash {
+        self.inner.shared.lock().chain
     }
 
     /// Index of the last record known to be on disk (fsynced). 0 if none.
@@ -784,324 +709,5 @@ impl Journal {
     }
 }
 
-struct Writer {
-    shared: Arc<Shared>,
-    dir: PathBuf,
-    file: File,
-    path: PathBuf,
-    seg_len: u64,
-    seg_has_frames: bool,
-    spare: Vec<u8>,
-    written_index: u64,
-    synced_index: u64,
-    unsynced_events: u64,
-    unsynced_since: Option<Instant>,
-}
-
-type WriteFailure = (PathBuf, io::Error);
-
-impl Writer {
-    fn run(mut self) {
-        let sh = Arc::clone(&self.shared);
-        // A panic in the writer (a bug) must not leave appenders, `wait_durable` callers
-        // and `close` waiting for a thread that is gone: it becomes a writer failure.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner()))
-            .unwrap_or_else(|panic| {
-                let msg = panic_message(panic.as_ref());
-                Err((
-                    self.path.clone(),
-                    io::Error::other(format!("journal writer thread panicked: {msg}")),
-                ))
-            });
-        match result {
-            Ok(()) => {
-                sh.publish_durable(self.synced_index);
-                sh.stop();
-            }
-            Err((path, e)) => {
-                tracing::error!(path = %path.display(), error = %e, "journal writer failed");
-                sh.fail(path, e);
-            }
-        }
-    }
-
-    fn run_inner(&mut self) -> Result<(), WriteFailure> {
-        let sh = Arc::clone(&self.shared);
-        let policy = sh.config.sync;
-        loop {
-            let (frames, since, last_index, sync_req, closing) = {
-                let mut st = sh.lock();
-                loop {
-                    if st.closing || st.sync_requested || !st.buf.is_empty() {
-                        break;
-                    }
-                    let deadline = match (policy, self.unsynced_since) {
-                        // No deadline if it is too far out for an `Instant` (`Duration::MAX`).
-                        (SyncPolicy::Group { every, .. }, Some(t)) if self.unsynced_events > 0 => {
-                            t.checked_add(every)
-                        }
-                        _ => None,
-                    };
-                    st.writer_idle = true;
-                    match deadline {
-                        Some(d) => {
-                            let now = Instant::now();
-                            if now >= d {
-                                st.writer_idle = false;
-                                break;
-                            }
-                            st = sh
-                                .wake
-                                .wait_timeout(st, d - now)
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .0;
-                        }
-                        None => st = sh.wake.wait(st).unwrap_or_else(PoisonError::into_inner),
-                    }
-                    st.writer_idle = false;
-                }
-                #[cfg(test)]
-                if sh.inject_panic.load(Ordering::Acquire) {
-                    panic!("injected writer panic");
-                }
-                std::mem::swap(&mut st.buf, &mut self.spare);
-                let frames = std::mem::take(&mut st.frames);
-                let since = st.buf_since.take();
-                let sync_req = std::mem::take(&mut st.sync_requested);
-                if st.space_waiters > 0 {
-                    sh.space.notify_all();
-                }
-                (frames, since, st.next_index - 1, sync_req, st.closing)
-            };
-            if !self.spare.is_empty() {
-                self.write_data()?;
-                self.written_index = last_index;
-                sh.written.store(last_index, Ordering::Release);
-                self.unsynced_events += frames;
-                self.unsynced_since = match (self.unsynced_since, since) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                self.spare.clear();
-            }
-            let need_sync = self.written_index > self.synced_index
-                && match policy {
-                    SyncPolicy::Always => true,
-                    SyncPolicy::Group {
-                        every_events,
-                        every,
-                    } => {
-                        sync_req
-                            || closing
-                            || self.unsynced_events >= every_events
-                            || self.unsynced_since.is_some_and(|t| t.elapsed() >= every)
-                    }
-                    SyncPolicy::Never => sync_req || closing,
-                };
-            if need_sync {
-                self.fsync()?;
-                self.synced_index = self.written_index;
-                self.unsynced_events = 0;
-                self.unsynced_since = None;
-                sh.publish_durable(self.synced_index);
-            } else if sync_req {
-                sh.publish_durable(self.synced_index);
-            }
-            if policy == SyncPolicy::Never && self.written_index == self.synced_index {
-                self.unsynced_events = 0;
-                self.unsynced_since = None;
-            }
-            if closing {
-                return Ok(());
-            }
-        }
-    }
-
-    fn fsync(&mut self) -> Result<(), WriteFailure> {
-        self.file.sync_data().map_err(|e| (self.path.clone(), e))?;
-        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn write(&mut self, data: &[u8]) -> Result<(), WriteFailure> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all(data)
-            .map_err(|e| (self.path.clone(), e))?;
-        self.seg_len += data.len() as u64;
-        self.seg_has_frames = true;
-        self.shared
-            .bytes_written
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.shared.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Write `self.spare` (whole frames), rolling over at frame boundaries.
-    fn write_data(&mut self) -> Result<(), WriteFailure> {
-        let data = std::mem::take(&mut self.spare);
-        let limit = self.shared.config.segment_bytes;
-        let mut rest: &[u8] = &data;
-        let result = (|| {
-            while !rest.is_empty() {
-                if self.seg_len + rest.len() as u64 <= limit {
-                    self.write(rest)?;
-                    return Ok(());
-                }
-                let mut cut = 0usize;
-                while cut < rest.len() {
-                    let body = u32::from_le_bytes([
-                        rest[cut],
-                        rest[cut + 1],
-                        rest[cut + 2],
-                        rest[cut + 3],
-                    ]) as usize;
-                    let flen = FRAME_HEADER_LEN + body;
-                    if self.seg_len + (cut + flen) as u64 > limit
-                        && (self.seg_has_frames || cut > 0)
-                    {
-                        break;
-                    }
-                    cut += flen;
-                }
-                self.write(&rest[..cut])?;
-                rest = &rest[cut..];
-                if !rest.is_empty() {
-                    self.roll(codec::index_of(rest))?;
-                }
-            }
-            Ok(())
-        })();
-        self.spare = data;
-        result
-    }
-
-    /// Start a new segment whose first record is `first_index`.
-    fn roll(&mut self, first_index: u64) -> Result<(), WriteFailure> {
-        self.fsync()?;
-        self.synced_index = first_index - 1;
-        self.shared.publish_durable(self.synced_index);
-        let (file, path) = create_segment(&self.dir, first_index).map_err(|e| match e {
-            JournalError::Io { path, source, .. } => (path, source),
-            other => (self.dir.clone(), io::Error::other(other.to_string())),
-        })?;
-        tracing::debug!(segment = %path.display(), "journal: new segment");
-        self.file = file;
-        self.path = path;
-        self.seg_len = HEADER_LEN as u64;
-        self.seg_has_frames = false;
-        self.shared
-            .bytes_written
-            .fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
-        self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::thread;
-
-    use super::*;
-
-    /// Generous bound: anything slower than this is a hang.
-    const HANG: Duration = Duration::from_secs(20);
-
-    fn append_one(j: &Journal, i: u64) -> Result<u64, JournalError> {
-        j.append(i, Timestamp(i), "a.b", "k", b"payload")
-    }
-
-    fn is_writer_panic(e: &JournalError) -> bool {
-        matches!(e, JournalError::WriterFailed { .. }) && e.to_string().contains("panicked")
-    }
-
-    #[test]
-    fn a_writer_panic_fails_waiters_appenders_and_close_instead_of_hanging() {
-        let dir = tempfile::tempdir().unwrap();
-        // `Never`: nothing becomes durable on its own, so the waiters below really wait.
-        let config = JournalConfig::new(dir.path())
-            .sync(SyncPolicy::Never)
-            .max_buffer_bytes(1);
-        let (j, _) = Journal::open(config).unwrap();
-        assert_eq!(append_one(&j, 1).unwrap(), 1);
-
-        let (tx, rx) = mpsc::channel::<(&str, Result<u64, JournalError>)>();
-        {
-            let (j, tx) = (j.clone(), tx.clone());
-            thread::spawn(move || tx.send(("wait_durable", j.wait_durable(1))));
-        }
-        {
-            let (j, tx) = (j.clone(), tx.clone());
-            thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                tx.send(("durable_at_least", rt.block_on(j.durable_at_least(1))))
-            });
-        }
-        // Give the waiters time to block (if they come late they fail at once: also fine).
-        thread::sleep(Duration::from_millis(50));
-
-        j.inner.shared.inject_panic.store(true, Ordering::Release);
-        // Appenders against a one-byte buffer: without the writer they would wait for
-        // space forever; each must end with an error.
-        for t in 0..4u64 {
-            let (j, tx) = (j.clone(), tx.clone());
-            thread::spawn(move || {
-                let mut last = Ok(0);
-                for i in 0..200 {
-                    last = append_one(&j, 1000 * t + i);
-                    if last.is_err() {
-                        break;
-                    }
-                }
-                tx.send(("append", last))
-            });
-        }
-        drop(tx);
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            let (who, res) = rx
-                .recv_timeout(HANG)
-                .unwrap_or_else(|_| panic!("hang; finished so far: {seen:?}"));
-            let e = res.expect_err(who);
-            assert!(is_writer_panic(&e), "{who}: {e}");
-            seen.push(who);
-        }
-
-        assert!(j.inner.shared.stopped.load(Ordering::Acquire));
-        assert!(is_writer_panic(&append_one(&j, 9).unwrap_err()));
-        assert!(is_writer_panic(&j.sync_now().unwrap_err()));
-        let e = j.close().unwrap_err();
-        assert!(is_writer_panic(&e), "{e}");
-        // Again: same outcome.
-        assert!(is_writer_panic(&j.close().unwrap_err()));
-    }
-
-    #[test]
-    fn a_panicking_payload_writer_leaves_no_partial_frame_and_keeps_the_lock_usable() {
-        let dir = tempfile::tempdir().unwrap();
-        let (j, _) = Journal::open(JournalConfig::new(dir.path())).unwrap();
-        assert_eq!(append_one(&j, 1).unwrap(), 1);
-        let before = j.inner.shared.lock().buf.len();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            j.append_with(2, Timestamp(2), "a.b", "k", |b| {
-                b.extend_from_slice(b"half a payl");
-                if b.len() > 1 {
-                    panic!("serializer bug");
-                }
-                Ok::<(), std::io::Error>(())
-            })
-        }));
-        assert!(r.is_err());
-        assert!(!j.inner.shared.state.is_poisoned());
-        // The buffer may have been drained by the writer meanwhile, never grown.
-        assert!(j.inner.shared.lock().buf.len() <= before);
-        assert_eq!(j.next_index(), 2);
-        assert_eq!(append_one(&j, 3).unwrap(), 2);
-        assert_eq!(j.close().unwrap().durable, 2);
-    }
-}
+mod tests;

@@ -153,7 +153,7 @@ impl JournalReader {
         let Some((first, path)) = segments.last() else {
             return Err(JournalError::Empty { path: dir });
         };
-        let sum = segment::scan_file(path, *first, true, |_| {})?;
+        let sum = segment::scan_file(path, *first, true, |_, _| {})?;
         let report = ReaderReport {
             dir: dir.clone(),
             segments: segments.len(),

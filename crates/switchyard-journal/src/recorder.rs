@@ -10,7 +10,8 @@ use crate::journal::{Journal, SyncPolicy};
 
 /// Kind under which [`Recorder::record_control`] journals control events. Their payload
 /// is JSON (UTF-8), not MessagePack: [`switchyard::ControlEvent`] only serializes, and the
-/// audit records it carries (kill switch) should be readable by any tool.
+/// audit records it carries (kill switch) should be readable by any tool. It ends with
+/// the audit chain's member (see [`audit_chain`](crate::audit_chain)).
 pub const CONTROL_KIND: &str = "control";
 
 /// Default queue capacity of recording subscriptions.
@@ -90,14 +91,16 @@ impl Recorder {
 
     /// Journal every control event (topics `switchyard.control.>`: kill switch audit
     /// records, lifecycle changes, alerts, breaker transitions, shutdown) under kind
-    /// [`CONTROL_KIND`] with a JSON payload.
+    /// [`CONTROL_KIND`] with a JSON payload, as links of the audit chain
+    /// ([`Journal::append_audit`]).
     pub fn record_control(&self) -> Result<Subscription, SubscribeError> {
         self.record_control_matching(&["switchyard.control.>"])
     }
 
     /// Journal the control events whose topic matches one of `patterns` (e.g.
     /// `["switchyard.control.kill_switch"]` for the kill switch audit records only),
-    /// under kind [`CONTROL_KIND`] with a JSON payload.
+    /// under kind [`CONTROL_KIND`] with a JSON payload, chained
+    /// ([`Journal::append_audit`]).
     pub fn record_control_matching(
         &self,
         patterns: &[&str],
@@ -111,15 +114,10 @@ impl Recorder {
         self.bus.subscribe_control(
             &format!("journal:{CONTROL_KIND}:{}", patterns.join(",")),
             move |env: &ControlEnvelope| {
-                let appended = pats.iter().any(|p| p.matches(&env.topic)).then(|| {
-                    journal.append_json(
-                        env.seq,
-                        env.ts,
-                        env.topic.as_str(),
-                        CONTROL_KIND,
-                        &env.event,
-                    )
-                });
+                let appended = pats
+                    .iter()
+                    .any(|p| p.matches(&env.topic))
+                    .then(|| journal.append_audit(env.seq, env.ts, env.topic.as_str(), &env.event));
                 let journal = journal.clone();
                 async move {
                     if let Some(appended) = appended {

@@ -12,6 +12,7 @@ use crate::codec::{
     self, Corruption, FrameError, FrameMeta, HEADER_LEN, HeaderError, MIN_FRAME_LEN, Record,
 };
 use crate::error::JournalError;
+use crate::storage::{FsStorage, Storage};
 
 /// File name extension of segment files.
 pub const SEGMENT_EXT: &str = "sy-journal";
@@ -36,14 +37,21 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 
 /// The segment files in `dir`, ordered by first index. Other files are ignored.
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
-    let rd = std::fs::read_dir(dir).map_err(JournalError::io("listing", dir))?;
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(JournalError::io("listing", dir))?;
-        if let Some(first) = entry.file_name().to_str().and_then(parse_segment_name) {
-            out.push((first, entry.path()));
-        }
-    }
+    list_segments_in(&FsStorage, dir)
+}
+
+/// [`list_segments`] through `storage`.
+pub(crate) fn list_segments_in(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let names = storage
+        .list(dir)
+        .map_err(JournalError::io("listing", dir))?;
+    let mut out: Vec<(u64, PathBuf)> = names
+        .iter()
+        .filter_map(|n| Some((parse_segment_name(n.to_str()?)?, dir.join(n))))
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -387,7 +395,7 @@ pub(crate) fn scan<R: Read>(
     name_index: Option<u64>,
     last: bool,
     bytes: u64,
-    mut visit: impl FnMut(&Record<'_>),
+    mut visit: impl FnMut(&Record<'_>, u64),
 ) -> Result<SegmentSummary, JournalError> {
     let mut sum = SegmentSummary {
         path: path.clone(),
@@ -410,7 +418,7 @@ pub(crate) fn scan<R: Read>(
             Step::Frame { meta, pos, offset } => {
                 let r = sc.record(&meta, pos);
                 sum.add(&r, offset + meta.len as u64);
-                visit(&r);
+                visit(&r, offset);
             }
             Step::End => return Ok(sum),
             Step::Tail(t) => {
@@ -421,12 +429,12 @@ pub(crate) fn scan<R: Read>(
     }
 }
 
-/// Scan one segment file.
+/// Scan one segment file, calling `visit` with each valid record and its offset.
 pub(crate) fn scan_file(
     path: &Path,
     name_index: u64,
     last: bool,
-    visit: impl FnMut(&Record<'_>),
+    visit: impl FnMut(&Record<'_>, u64),
 ) -> Result<SegmentSummary, JournalError> {
     let file = File::open(path).map_err(JournalError::io("opening", path))?;
     let bytes = file
@@ -435,6 +443,27 @@ pub(crate) fn scan_file(
         .len();
     scan(
         file,
+        path.to_path_buf(),
+        Some(name_index),
+        last,
+        bytes,
+        visit,
+    )
+}
+
+/// [`scan_file`] through `storage` (the writer's recovery).
+pub(crate) fn scan_stored(
+    storage: &dyn Storage,
+    path: &Path,
+    name_index: u64,
+    last: bool,
+    visit: impl FnMut(&Record<'_>, u64),
+) -> Result<SegmentSummary, JournalError> {
+    let (src, bytes) = storage
+        .open_read(path)
+        .map_err(JournalError::io("opening", path))?;
+    scan(
+        src,
         path.to_path_buf(),
         Some(name_index),
         last,
@@ -452,7 +481,7 @@ pub fn scan_segment_bytes(bytes: &[u8], last: bool) -> Result<SegmentSummary, Jo
         None,
         last,
         bytes.len() as u64,
-        |_| {},
+        |_, _| {},
     )
 }
 
