@@ -7,9 +7,10 @@
 //! for the whole position through the usual chain (the guard lets reducing orders pass
 //! under flatten). A closing order refused — by the rate limit, the breaker, a venue — or
 //! only partly filled is sent again, at most every [`RETRY_EVERY`] of event time, up to
-//! [`MAX_ATTEMPTS`] orders. A position that cannot be closed any more (the attempts are
-//! spent, or a stricter trigger halts it) and is still open [`DEADLINE`] of event time
-//! after the trigger is an **alert**, once: logged at error, published as a critical
+//! [`MAX_ATTEMPTS`] orders. A position flatten cannot close is an **alert**, once — as
+//! soon as the attempts are spent, or, while a stricter trigger halts it (no closing
+//! order may pass), [`DEADLINE`] of event time after the trigger: logged at error,
+//! published as a critical
 //! [`Alert`](switchyard::control::Alert), and listed in the engine's view
 //! (`flatten_failed`: strategy, instrument, quantity left; shown by `/status` and as
 //! `switchyard_flatten_open_positions`). A pending flatten that no active trigger asks
