@@ -27,9 +27,18 @@ use crate::num::{ArithmeticError, Money, Price, Quantity};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $make:path) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(Clone, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(Arc<str>);
+
+        // By pointer first: interned ids (and clones of one id) never compare bytes.
+        // (`Arc`'s own pointer shortcut does not apply to `Arc<str>`.)
+        impl PartialEq for $name {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                self.same(other)
+            }
+        }
 
         impl $name {
             /// A new identifier.

@@ -111,6 +111,52 @@ fn div_fixed(a: i64, b: i64) -> Result<i64, ArithmeticError> {
 
 /// Parses a decimal string into raw units of 10⁻⁹.
 fn parse_raw(s: &str) -> Result<i64, ParseNumError> {
+    match parse_plain(s.as_bytes()) {
+        Some(raw) => Ok(raw),
+        None => parse_raw_general(s),
+    }
+}
+
+/// The fast path for what market data is made of — `[-]digits[.digits]` with at most
+/// 18 digits in all and at most [`DECIMALS`] after the point — in one `u64`
+/// accumulation; `None` for anything else (signs, exponents, long or odd input), which
+/// the general parser handles. Agrees with it wherever it answers (a property test).
+#[inline]
+fn parse_plain(b: &[u8]) -> Option<i64> {
+    let (negative, b) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut acc: u64 = 0;
+    let mut digits = 0u32;
+    let mut frac: Option<u32> = None;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                acc = acc * 10 + u64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = &mut frac {
+                    *f += 1;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            _ => return None,
+        }
+    }
+    let frac = frac.unwrap_or(0);
+    if digits == 0 || digits > 18 || frac > DECIMALS {
+        return None;
+    }
+    let raw = acc.checked_mul(10u64.pow(DECIMALS - frac))?;
+    let raw = i64::try_from(raw).ok()?;
+    Some(if negative { -raw } else { raw })
+}
+
+/// Any decimal the types accept (signs, exponents, long zero tails), into raw units.
+fn parse_raw_general(s: &str) -> Result<i64, ParseNumError> {
     let bytes = s.as_bytes();
     if bytes.is_empty() {
         return Err(ParseNumError::Empty);
@@ -638,6 +684,21 @@ mod tests {
     }
 
     proptest! {
+        /// The fast path agrees with the general parser wherever it answers.
+        #[test]
+        fn the_plain_fast_path_agrees_with_the_general_parser(
+            neg in any::<bool>(),
+            int in "[0-9]{0,12}",
+            dot in any::<bool>(),
+            frac in "[0-9]{0,11}",
+        ) {
+            let s = format!("{}{int}{}{frac}", if neg { "-" } else { "" }, if dot { "." } else { "" });
+            if let Some(fast) = super::parse_plain(s.as_bytes()) {
+                prop_assert_eq!(Ok(fast), super::parse_raw_general(&s), "{}", s);
+            }
+            prop_assert_eq!(super::parse_raw(&s).ok(), super::parse_raw_general(&s).ok(), "{}", s);
+        }
+
         #[test]
         fn display_parse_roundtrip(raw in any::<i64>()) {
             let v = Money::from_raw(raw);
