@@ -27,7 +27,7 @@ use crate::num::{ArithmeticError, Money, Price, Quantity};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $make:path) => {
         $(#[$doc])*
-        #[derive(Clone, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(Clone, Eq, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
         pub struct $name(Arc<str>);
 
@@ -37,6 +37,14 @@ macro_rules! id_type {
             #[inline]
             fn eq(&self, other: &Self) -> bool {
                 self.same(other)
+            }
+        }
+
+        // The content's hash, as equality is the content's (the pointer is a shortcut).
+        impl std::hash::Hash for $name {
+            #[inline]
+            fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                self.0.hash(h)
             }
         }
 
