@@ -196,6 +196,8 @@ fn flatten_sends_exactly_the_max_attempts_then_alerts_before_the_deadline() {
     rig.quote(); // the buy fills
     let at = rig.t;
     rig.trigger(Scope::All, Mode::Flatten);
+    // A second flatten covering the same position adds no second closing order.
+    rig.trigger(Scope::Strategy("hold".into()), Mode::Flatten);
     let mut alerted_after = None;
     while rig.since(at) < Duration::from_secs(8) {
         rig.quote();
@@ -268,9 +270,14 @@ fn flatten_closes_every_strategy_holding_the_instrument() {
         rig.engine.view().positions[0].quantity,
         Quantity::from_int(2).unwrap()
     );
+    let at = rig.t;
     rig.trigger(Scope::All, Mode::Flatten);
-    rig.quote();
+    // Closed at once; the flatten is then done: no more orders, no alert, ever.
+    while rig.since(at) < Duration::from_secs(8) {
+        rig.quote();
+    }
     let view = rig.engine.view();
+    assert!(view.flatten_failed.is_empty(), "{:?}", view.flatten_failed);
     for s in &view.strategies {
         assert!(
             s.positions.iter().all(|p| p.quantity.is_zero()),
