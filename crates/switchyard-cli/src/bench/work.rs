@@ -10,7 +10,8 @@ use super::pipeline;
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
-    /// Bus 1 → 1: one publisher, one subscriber, `Block` overflow.
+    /// Bus 1 → 1: one publisher, one subscriber, `Block` overflow, on a current-thread
+    /// runtime (one thread: the count does not depend on how two threads interleave).
     Bus,
     /// The engine's synchronous chain on the BTCUSDT files, already parsed.
     Engine,
@@ -22,8 +23,7 @@ pub enum Workload {
 pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
     match workload {
         Workload::Bus => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(super::bus::bus_fanout(events, 1, false));
