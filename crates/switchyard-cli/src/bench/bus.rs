@@ -203,6 +203,52 @@ pub async fn bus_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
     )
 }
 
+/// The same measurement on a raw tokio `mpsc` channel (the bus's default capacity),
+/// with the same producer — an OS thread spinning on the clock between events and
+/// `block_on` per send — and the same stamp-at-send, measure-at-receive: the baseline
+/// for [`bus_latency`]. Percentiles in µs (p50, p99, p99.9).
+pub async fn mpsc_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
+    let clock = Arc::new(LiveClock::new());
+    let (tx, mut rx) = mpsc::channel::<(u64, Tick)>(switchyard::bus::DEFAULT_CAPACITY);
+    let recv_clock = clock.clone();
+    let consumer = tokio::spawn(async move {
+        let mut h = switchyard::bus::NanoHistogram::new();
+        let mut seen = 0u64;
+        let mut sum = 0u64;
+        while let Some((sent, t)) = rx.recv().await {
+            h.record(recv_clock.now().as_nanos().saturating_sub(sent));
+            seen += 1;
+            sum = sum.wrapping_add(t.n ^ t.price as u64);
+            if seen == n {
+                break;
+            }
+        }
+        std::hint::black_box(sum);
+        h.summary()
+    });
+    let handle = tokio::runtime::Handle::current();
+    let producer = std::thread::spawn(move || {
+        let start = clock.now().as_nanos();
+        let gap = rate.map(|r| 1_000_000_000 / r.max(1)).unwrap_or(0);
+        for i in 0..n {
+            if gap > 0 {
+                let due = start + i * gap;
+                while clock.now().as_nanos() < due {
+                    std::hint::spin_loop();
+                }
+            }
+            let sent = clock.now().as_nanos();
+            handle
+                .block_on(tx.send((sent, tick(i))))
+                .expect("receiver open");
+        }
+    });
+    let s = consumer.await.expect("consumer");
+    producer.join().expect("producer");
+    let us = |ns: u64| ns as f64 / 1_000.0;
+    (us(s.p50_ns), us(s.p99_ns), us(s.p999_ns))
+}
+
 /// All bus figures, in the order the README lists them.
 pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
     // Warm up allocator and threads.
@@ -223,6 +269,11 @@ pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
     out.push(("latency_100k_p50_us", p50));
     out.push(("latency_100k_p99_us", p99));
     out.push(("latency_100k_p999_us", p999));
+    let (m50, m99, m999) = mpsc_latency(200_000, Some(100_000)).await;
+    out.push(("mpsc_latency_100k_p50_us", m50));
+    out.push(("mpsc_latency_100k_p99_us", m99));
+    out.push(("mpsc_latency_100k_p999_us", m999));
+    out.push(("latency_100k_p99_vs_mpsc", p99 / m99.max(1e-3)));
     let (p50, p99, p999) = bus_latency(events, None).await;
     out.push(("latency_max_p50_us", p50));
     out.push(("latency_max_p99_us", p99));
