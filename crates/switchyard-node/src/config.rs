@@ -712,7 +712,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs >= 0.0 && secs.is_finite()) {
         return Err(format!("{s:?} is not a positive duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // `from_secs_f64` panics past `Duration::MAX` (about 584 billion years).
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
 #[cfg(test)]
@@ -811,6 +812,20 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("2 weeks").is_err());
+    }
+
+    /// Found reading the code for the `config_toml` fuzz target: a finite duration past
+    /// `Duration::MAX` panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn a_duration_too_long_for_duration_is_an_error_not_a_panic() {
+        let e = parse_duration("99999999999999999999999s").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_duration("1e300").is_err());
+        let e = format!(
+            "{:#}",
+            Config::load_str("[run]\nduration = \"99999999999999999999999h\"\n").unwrap_err()
+        );
+        assert!(e.contains("run.duration") && e.contains("too long"), "{e}");
     }
 
     /// Found reading the code for the `config_env` fuzz target: `std::env::vars` panics on
