@@ -551,8 +551,8 @@ mod tests {
     }
 
     /// Found by fuzzing (`csv_trades`, `csv_bid_ask`): 30 fraction digits, zeros, then a
-    /// digit overflowed the i128 mantissa (a panic with overflow checks, a wrapped and
-    /// wrong value without).
+    /// digit overflowed the i128 mantissa (a panic with overflow checks; without them it
+    /// wrapped silently).
     #[test]
     fn fraction_digits_after_inner_zeros_do_not_overflow_the_mantissa() {
         let e = |s: &str| s.parse::<Price>().unwrap_err();
