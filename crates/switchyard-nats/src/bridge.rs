@@ -343,7 +343,7 @@ struct JsonSink<T>(PhantomData<fn() -> T>);
 
 impl<T: DeserializeOwned + Send + Sync + 'static> Sink for JsonSink<T> {
     fn decode(&self, payload: &[u8]) -> Result<Box<dyn Decoded>, serde_json::Error> {
-        Ok(Box::new(Typed(Some(serde_json::from_slice::<T>(payload)?))))
+        Ok(Box::new(Typed(Some(decode_payload::<T>(payload)?))))
     }
     fn type_id(&self) -> TypeId {
         TypeId::of::<T>()
@@ -681,47 +681,101 @@ enum Disposition {
     Leave,
 }
 
-impl Importer {
-    fn topic_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
-        if self.prefix.is_empty() {
-            Some(subject)
-        } else {
-            subject
-                .strip_prefix(self.prefix.as_str())
-                .and_then(|s| s.strip_prefix('.'))
-        }
-    }
+/// An incoming payload as `T` (JSON, the only encoding so far).
+pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
 
+/// Why the importer skips a message without reading its payload.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// The subject is not under the bridge's prefix.
+    NotUnderPrefix,
+    /// The bridge's own message (loop prevention).
+    OwnOrigin,
+    /// No import for this kind and subject (or the subject is not a valid topic).
+    NoImport,
+}
+
+/// An incoming message's subject and headers, as the importer reads them.
+pub(crate) struct Routed<'a> {
+    /// Position of the import that takes it.
+    pub(crate) import: usize,
+    /// The topic string (the subject without the prefix), a valid topic.
+    pub(crate) topic: &'a str,
+    /// The headers the importer reads.
+    pub(crate) known: wire::Known<'a>,
+}
+
+/// The importer's first step: from the subject and headers of an incoming message, the
+/// import (pattern, kind) that takes it, or why none does. Nothing is interned: only a
+/// subject an import accepts may become a [`Topic`].
+pub(crate) fn route<'a, 'i>(
+    prefix: &str,
+    own_origin: &str,
+    imports: impl IntoIterator<Item = (&'i Pattern, &'i str)>,
+    subject: &'a str,
+    headers: Option<&'a HeaderMap>,
+) -> Result<Routed<'a>, Skip> {
+    let topic = if prefix.is_empty() {
+        Some(subject)
+    } else {
+        subject
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_prefix('.'))
+    };
+    let topic = topic.ok_or(Skip::NotUnderPrefix)?;
+    let known = wire::known(headers);
+    if known.origin == Some(own_origin) {
+        return Err(Skip::OwnOrigin);
+    }
+    let kind = known.kind.unwrap_or("");
+    let import = imports
+        .into_iter()
+        .position(|(pattern, k)| k == kind && pattern.matches_str(topic))
+        .ok_or(Skip::NoImport)?;
+    Topic::check(topic).map_err(|_| Skip::NoImport)?;
+    Ok(Routed {
+        import,
+        topic,
+        known,
+    })
+}
+
+impl Importer {
     async fn process(
         &self,
         subject: &str,
         headers: Option<&HeaderMap>,
         payload: &[u8],
     ) -> Disposition {
-        let Some(topic_str) = self.topic_of(subject) else {
-            inc(&self.counters.unknown_kind);
-            return Disposition::Ack;
+        let imports = self.entries.iter().map(|e| (&e.pattern, e.kind));
+        let routed = match route(&self.prefix, &self.own_origin, imports, subject, headers) {
+            Ok(r) => r,
+            Err(Skip::NotUnderPrefix) => {
+                inc(&self.counters.unknown_kind);
+                return Disposition::Ack;
+            }
+            Err(Skip::OwnOrigin) => {
+                inc(&self.counters.own_skipped);
+                return Disposition::Ack;
+            }
+            Err(Skip::NoImport) => {
+                inc(&self.counters.unknown_kind);
+                tracing::debug!(
+                    subject,
+                    kind = wire::known(headers).kind.unwrap_or(""),
+                    "no import registered for this kind and subject; skipped"
+                );
+                return Disposition::Ack;
+            }
         };
-        let known = wire::known(headers);
-        if known.origin == Some(self.own_origin.as_str()) {
-            inc(&self.counters.own_skipped);
-            return Disposition::Ack;
-        }
+        let known = routed.known;
         let kind = known.kind.unwrap_or("");
-        // Match the plain string first: `Topic::new` interns (leaks) its string for the
-        // life of the process, so only subjects an import accepts may become topics.
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| e.kind == kind && e.pattern.matches_str(topic_str));
-        let Some((entry, topic)) = entry.and_then(|e| Some((e, Topic::new(topic_str).ok()?)))
-        else {
+        let entry = &self.entries[routed.import];
+        // Checked by `route`; this interns the string.
+        let Ok(topic) = Topic::new(routed.topic) else {
             inc(&self.counters.unknown_kind);
-            tracing::debug!(
-                subject,
-                kind,
-                "no import registered for this kind and subject; skipped"
-            );
             return Disposition::Ack;
         };
         let msg_id = known.msg_id;
@@ -1938,6 +1992,44 @@ mod tests {
         assert!(d.in_order("b@2", "market_event", 1));
         assert!(!d.in_order("a@1", "market_event", 6), "6 after 9");
         assert!(d.in_order("a@1", "market_event", 10));
+    }
+
+    #[test]
+    fn incoming_messages_are_routed_by_prefix_origin_kind_and_pattern() {
+        let md = Pattern::new("market_data.>").unwrap();
+        let imports = [(&md, "market_event")];
+        let h = |kind: &str, origin: &str| wire::headers(origin, kind, 1, 2);
+        let mine = h("market_event", "me@1");
+        let theirs = h("market_event", "feed@2");
+        let other_kind = h("fill", "feed@2");
+        let r = |prefix, subject, headers| route(prefix, "me@1", imports, subject, headers);
+        let ok = r("sy", "sy.market_data.trade.X", Some(&theirs)).unwrap();
+        assert_eq!((ok.import, ok.topic), (0, "market_data.trade.X"));
+        assert_eq!(ok.known.origin, Some("feed@2"));
+        let skip = |prefix, subject, headers| r(prefix, subject, headers).err();
+        assert_eq!(
+            skip("sy", "market_data.trade.X", Some(&theirs)),
+            Some(Skip::NotUnderPrefix)
+        );
+        assert_eq!(
+            skip("sy", "sy.market_data.trade.X", Some(&mine)),
+            Some(Skip::OwnOrigin)
+        );
+        assert_eq!(
+            skip("", "market_data.trade.X", Some(&other_kind)),
+            Some(Skip::NoImport)
+        );
+        assert_eq!(skip("", "market_data.trade.X", None), Some(Skip::NoImport));
+        assert_eq!(skip("", "orders.x", Some(&theirs)), Some(Skip::NoImport));
+        // Matched by the pattern, but not a topic: skipped, and never interned.
+        assert_eq!(
+            skip("", "market_data.a b", Some(&theirs)),
+            Some(Skip::NoImport)
+        );
+        assert_eq!(
+            skip("", "market_data.*", Some(&theirs)),
+            Some(Skip::NoImport)
+        );
     }
 
     #[test]

@@ -122,6 +122,8 @@ mod bridge;
 mod component;
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod wire;
 
 #[cfg(feature = "testing")]

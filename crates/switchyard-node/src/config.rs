@@ -289,7 +289,26 @@ impl Config {
         Self::load_layers(Some((text, "text")))
     }
 
+    /// Defaults, then the TOML `text`, then `env` as if it were the process environment
+    /// (only `SWITCHYARD__` names are read). For fuzzing and tests: the process
+    /// environment is not read.
+    #[doc(hidden)]
+    pub fn load_str_with_env(
+        text: &str,
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> anyhow::Result<Config> {
+        Self::load_layers_with(Some((text, "text")), env.to_vec())
+    }
+
     fn load_layers(file: Option<(&str, &str)>) -> anyhow::Result<Config> {
+        // `vars_os`: `std::env::vars` panics on any variable that is not UTF-8, ours or not.
+        Self::load_layers_with(file, std::env::vars_os().collect())
+    }
+
+    fn load_layers_with(
+        file: Option<(&str, &str)>,
+        env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    ) -> anyhow::Result<Config> {
         let mut value: toml::Table = DEFAULTS.parse().context("embedded defaults")?;
         if let Some((text, name)) = file {
             let user: toml::Table = text
@@ -298,9 +317,7 @@ impl Config {
             merge(&mut value, user, "").with_context(|| format!("config file {name}"))?;
         }
         upgrade_legacy(&mut value)?;
-        let mut env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
+        let mut env = env_overrides(env)?;
         env.sort();
         for (k, v) in env {
             let mut path: Vec<String> = k[ENV_PREFIX.len()..]
@@ -553,6 +570,27 @@ impl Config {
     }
 }
 
+/// The `SWITCHYARD__` variables of `env`; one that is not UTF-8 is an error naming it
+/// (others are not looked at).
+fn env_overrides(
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        if !k.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let k = k
+            .into_string()
+            .map_err(|k| anyhow::anyhow!("environment {k:?}: the name is not valid UTF-8"))?;
+        let v = v
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("environment {k}: the value is not valid UTF-8"))?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
 fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str) -> anyhow::Result<()> {
     for (k, v) in over {
         let key = if prefix.is_empty() {
@@ -674,7 +712,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs >= 0.0 && secs.is_finite()) {
         return Err(format!("{s:?} is not a positive duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // `from_secs_f64` panics past `Duration::MAX` (about 584 billion years).
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
 #[cfg(test)]
@@ -773,5 +812,47 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("2 weeks").is_err());
+    }
+
+    /// Found reading the code for the `config_toml` fuzz target: a finite duration past
+    /// `Duration::MAX` panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn a_duration_too_long_for_duration_is_an_error_not_a_panic() {
+        let e = parse_duration("99999999999999999999999s").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_duration("1e300").is_err());
+        let e = format!(
+            "{:#}",
+            Config::load_str("[run]\nduration = \"99999999999999999999999h\"\n").unwrap_err()
+        );
+        assert!(e.contains("run.duration") && e.contains("too long"), "{e}");
+    }
+
+    /// Found reading the code for the `config_env` fuzz target: `std::env::vars` panics on
+    /// any variable whose name or value is not UTF-8, even one that is not ours.
+    #[test]
+    fn a_non_utf8_environment_variable_is_an_error_not_a_panic() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        // Not ours: ignored.
+        let env = [(bytes(b"LANG\xff"), bytes(b"C\xff"))];
+        Config::load_str_with_env("", &env).unwrap();
+        // Ours: an error naming it.
+        let env = [(bytes(b"SWITCHYARD__RUN__SPEED"), bytes(b"10x\xff"))];
+        let e = format!("{:#}", Config::load_str_with_env("", &env).unwrap_err());
+        assert!(
+            e.contains("SWITCHYARD__RUN__SPEED") && e.contains("UTF-8"),
+            "{e}"
+        );
+        let env = [(bytes(b"SWITCHYARD__RUN\xff"), bytes(b"1"))];
+        let e = format!("{:#}", Config::load_str_with_env("", &env).unwrap_err());
+        assert!(e.contains("SWITCHYARD__RUN") && e.contains("UTF-8"), "{e}");
+        // The same environment as the process would give, through the override logic.
+        let env = [(bytes(b"SWITCHYARD__RUN__SPEED"), bytes(b"10x"))];
+        assert_eq!(
+            Config::load_str_with_env("", &env).unwrap().run.speed,
+            "10x"
+        );
     }
 }

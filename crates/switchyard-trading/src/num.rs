@@ -199,7 +199,12 @@ fn parse_raw_general(s: &str) -> Result<i64, ParseNumError> {
                         }
                         frac_digits += pending_zeros + 1;
                         pending_zeros = 0;
-                        mantissa = mantissa * 10 + d;
+                        // Checked: the zeros just folded in may have taken the mantissa
+                        // past the limit (checked below only after this digit).
+                        mantissa = mantissa
+                            .checked_mul(10)
+                            .and_then(|m| m.checked_add(d))
+                            .ok_or(ParseNumError::TooPrecise)?;
                     }
                 } else {
                     mantissa = mantissa * 10 + d;
@@ -589,6 +594,25 @@ mod tests {
         assert_eq!(p("0e99999"), Price::ZERO);
         assert_eq!(p("9223372036.854775807"), Price::MAX);
         assert_eq!(p("-9223372036.854775808"), Price::MIN);
+    }
+
+    /// Found by fuzzing (`csv_trades`, `csv_bid_ask`): 30 fraction digits, zeros, then a
+    /// digit overflowed the i128 mantissa (a panic with overflow checks; without them it
+    /// wrapped silently).
+    #[test]
+    fn fraction_digits_after_inner_zeros_do_not_overflow_the_mantissa() {
+        let e = |s: &str| s.parse::<Price>().unwrap_err();
+        let nines = "9".repeat(30);
+        for zeros in 1..12 {
+            let s = format!("0.{nines}{}1", "0".repeat(zeros));
+            assert_eq!(e(&s), ParseNumError::TooPrecise, "{s}");
+            assert_eq!(e(&format!("-{s}e5")), ParseNumError::TooPrecise, "{s}");
+        }
+        assert!(
+            "158.2320000000000954995042276225119"
+                .parse::<Quantity>()
+                .is_err()
+        );
     }
 
     #[test]

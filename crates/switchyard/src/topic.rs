@@ -93,11 +93,18 @@ pub struct Topic(&'static str);
 impl Topic {
     /// Validate and intern `s`.
     pub fn new(s: &str) -> Result<Topic, TopicError> {
+        Topic::check(s)?;
+        Ok(Topic(intern(s)))
+    }
+
+    /// Would [`Topic::new`] accept `s`? Validates without interning, e.g. a string from
+    /// outside the process that may never become a topic.
+    pub fn check(s: &str) -> Result<(), TopicError> {
         check_tokens(s)?;
         if s.split('.').any(|t| t.contains(['*', '>'])) {
             return Err(TopicError::WildcardInTopic(s.to_owned()));
         }
-        Ok(Topic(intern(s)))
+        Ok(())
     }
 
     /// The topic string.
@@ -321,6 +328,21 @@ mod tests {
             }
         }
         assert!(overlapping > 0 && overlapping < patterns.len() * patterns.len());
+    }
+
+    #[test]
+    fn check_agrees_with_new() {
+        for s in [
+            "a.b",
+            "",
+            "a..b",
+            "a b",
+            "a.*",
+            "a.b>",
+            "x".repeat(300).as_str(),
+        ] {
+            assert_eq!(Topic::check(s), Topic::new(s).map(|_| ()), "{s:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! `csv_bid_ask`: see `switchyard_fuzz_harness::csv::bid_ask` for the input format and the checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzz_harness::csv::bid_ask(data));

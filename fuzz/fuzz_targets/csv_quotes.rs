@@ -1,0 +1,4 @@
+//! `csv_quotes`: see `switchyard_fuzz_harness::csv::quotes` for the input format and the checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzz_harness::csv::quotes(data));

@@ -1,0 +1,4 @@
+//! `nats_import`: see `switchyard_fuzz_harness::nats::import` for the input format and the checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzz_harness::nats::import(data));

@@ -1,0 +1,4 @@
+//! `ops_http`: see `switchyard_fuzz_harness::ops::http` for the input format and the checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzz_harness::ops::http(data));
