@@ -210,6 +210,26 @@ pub fn sync_chain_only(events: u64) -> anyhow::Result<u64> {
     Ok(n)
 }
 
+/// Parsing alone on `events` events (passes over the files): returns the events parsed.
+pub fn parse_only(events: u64) -> anyhow::Result<u64> {
+    let cfg = bench_config(1, 1)?;
+    let mut n = 0u64;
+    while n < events {
+        let src = ReplaySource::open(
+            cfg.run.files.iter().map(FileSpec::new),
+            ReplayOptions::default(),
+        )?;
+        for ev in src {
+            std::hint::black_box(ev?);
+            n += 1;
+            if n == events {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// `pipeline_eps` (1 strategy) and `pipeline_4_strategies_eps` through the node,
 /// `handbuilt_pipeline_eps` and `sync_chain_eps` baselines, tick-to-order latency.
 pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {

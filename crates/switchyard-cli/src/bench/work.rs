@@ -17,6 +17,9 @@ pub enum Workload {
     Engine,
     /// Journal appends under group commit (1,000 events or 1 ms), 100-byte payloads.
     Journal,
+    /// The replay feed's parsing: the BTCUSDT trades and quotes files read, parsed and
+    /// merged in time order, passes repeated to `events`.
+    Parse,
 }
 
 /// Runs `workload` for `events` events; returns the events done.
@@ -31,6 +34,7 @@ pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
             Ok(events)
         }
         Workload::Engine => pipeline::sync_chain_only(events),
+        Workload::Parse => pipeline::parse_only(events),
         Workload::Journal => {
             let dir = std::env::temp_dir()
                 .join(format!("switchyard-work-journal-{}", std::process::id()));
