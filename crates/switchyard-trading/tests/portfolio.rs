@@ -35,7 +35,11 @@ fn marks_and_totals() {
     let mut pf = Portfolio::new();
     assert_eq!(pf.last_mark(&btc()), None, "nothing seen yet");
     pf.on_market_data(&quote(1, "99", "101"));
-    assert_eq!(pf.last_mark(&btc()), Some(p("100")), "a quote marks at its mid");
+    assert_eq!(
+        pf.last_mark(&btc()),
+        Some(p("100")),
+        "a quote marks at its mid"
+    );
     pf.apply_fill(&fill(Side::Sell, q("2"), p("100"), m("0.1")))
         .unwrap();
     assert_eq!(pf.position(&btc()).unwrap().mark, Some(p("100")));

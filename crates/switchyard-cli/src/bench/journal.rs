@@ -93,6 +93,8 @@ pub fn run(
     let fsync_eps = jb::append_fsync_each(&fsync, fsync_events);
     let replay = jb::replay_eps(&group);
     let replay_bus = jb::replay_bus_eps(&group);
+    let lat = fresh(&root, "latency")?;
+    let (p50, p99, p999) = jb::append_latency_group_commit(&lat, events.min(1_000_000), PAYLOAD);
     let raw = fresh(&root, "raw")?;
     let raw_write = baseline_write(&raw, events, frame)?;
     let raw_read = baseline_read(&group, frame)?;
@@ -100,6 +102,10 @@ pub fn run(
     Ok(vec![
         ("append_eps_group_commit", group_eps),
         ("baseline_write_fdatasync_eps", raw_write),
+        ("append_vs_baseline_ratio", group_eps / raw_write.max(1.0)),
+        ("append_p50_us", p50),
+        ("append_p99_us", p99),
+        ("append_p999_us", p999),
         ("append_eps_fsync_each", fsync_eps),
         ("replay_eps", replay),
         ("replay_bus_eps", replay_bus),
