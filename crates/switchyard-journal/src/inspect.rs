@@ -9,6 +9,8 @@ use serde::Serialize;
 use switchyard::Timestamp;
 
 use crate::audit_chain::{self, ChainBreak, ChainVerifier};
+use crate::codec::Corruption;
+use crate::cut_aside;
 use crate::error::JournalError;
 use crate::recorder::CONTROL_KIND;
 use crate::segment::{self, SegmentSummary, TornTail};
@@ -405,7 +407,22 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
             }
             Err(e) => {
                 expected = None;
-                report.problems.push(problem(e, path));
+                let cut_on_open = match &e {
+                    JournalError::Corrupt {
+                        offset,
+                        reason: Corruption::FollowedByValid { .. },
+                        ..
+                    } if i + 1 == segs.len() => Some(*offset),
+                    _ => None,
+                };
+                let mut p = problem(e, path);
+                if let Some(offset) = cut_on_open {
+                    p.reason.push_str(&format!(
+                        "; opening the journal for writing cuts the segment at byte {offset} and keeps the cut bytes in {}",
+                        cut_aside::side_file_name(path, offset, 0).display()
+                    ));
+                }
+                report.problems.push(p);
             }
         }
         report.records += n;

@@ -308,8 +308,10 @@ pub const LOCK_FILE: &str = "LOCK";
 
 impl Journal {
     /// Open the journal in `config.dir` for writing, creating it if there is none, and
-    /// recover: a torn tail of the last segment is cut off and reported; damage anywhere
-    /// else is an error that names the segment and offset. Appends continue after the
+    /// recover: a torn tail of the last segment is cut off and reported, and so is a
+    /// damaged tail that valid frames follow, after its bytes were copied to a side file
+    /// (see the crate docs, "The tail rule"); damage anywhere else is an error that names
+    /// the segment and offset. Appends continue after the
     /// last record kept. Only one writer may have a journal open (a lock file enforces it).
     pub fn open(config: JournalConfig) -> Result<(Journal, RecoveryReport), JournalError> {
         Journal::open_with_storage(config, Arc::new(FsStorage))

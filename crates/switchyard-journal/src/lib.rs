@@ -11,6 +11,7 @@
 //! | [`inspect()`], [`verify()`] | summaries, checksum and audit chain verification, for the CLI |
 //! | [`audit_chain`] | the hash chain of the audit trail (control records) |
 //! | [`codec`] | frame and header encoding |
+//! | [`cut_aside`] | the side file a damaged tail is copied to before recovery cuts it |
 //! | [`storage`] | the writer's file operations behind a trait ([`FsStorage`] by default), for simulated power loss |
 //!
 //! # Files
@@ -77,21 +78,35 @@
 //!   (truncates the file), fsyncs, and reports segment, offset and byte count in its
 //!   [`RecoveryReport`]; [`JournalReader`] reports them and stops reading there, without
 //!   touching the file. Everything before the bad position is kept.
-//! * If a valid frame **does** follow, or the bad position is in **any other** segment,
-//!   the damage is not a torn write: it is an error ([`JournalError::Corrupt`]) naming
-//!   the segment and the offset, never a silent skip. So is a valid frame with an
-//!   unexpected index.
+//! * In the **last** segment, if a valid frame **does** follow the bad position, the
+//!   bytes from the bad position on are a **damaged tail**. [`Journal::open`] cuts it at
+//!   the bad position like a torn tail, but first copies the cut bytes to a side file
+//!   next to the segment, `<segment>.cut-<offset>` ([`cut_aside`]; `.cut-<offset>.1` and
+//!   so on if that exists), fsyncs it and syncs the directory, so nothing is destroyed
+//!   without a copy. [`RecoveryReport::truncated`] reports it with
+//!   [`TornTail::next_valid`] and [`TornTail::kept_in`] (the side file), and a warning is
+//!   logged. The read-only tools do not cut: [`JournalReader`] refuses such a journal
+//!   ([`JournalError::Corrupt`]) and [`verify()`] lists it as a problem, saying that
+//!   opening for writing cuts it and where the bytes will be kept.
+//! * Bad data in **any other** segment is an error ([`JournalError::Corrupt`]) naming
+//!   the segment and the offset, never a silent skip or a cut. So is a valid frame with
+//!   an unexpected index, in any segment.
 //! * A last segment shorter than its header (a crash while creating it) is a torn tail
 //!   too; the writer rewrites the header.
 //!
-//! Limitation: the writer fsyncs a segment before creating the next, and a new segment's
-//! header and directory entry before writing frames to it, so only the last segment can
-//! be torn by a crash. Within it, a power loss can persist a later write of never-fsynced
-//! data without an earlier one (a hole); the rule then reports corruption rather than
-//! guess, at an offset after every record that was durable. The power-loss test
-//! (`tests/power_loss`, a simulated disk under a real journal) measures how often: about
-//! 4% of its simulated cuts. Crashes of the process alone (the page cache survives)
-//! always leave a clean prefix plus at most one torn frame.
+//! Why the damaged tail is cut: the writer fsyncs a segment before creating the next, and
+//! a new segment's header and directory entry before writing frames to it, so only the
+//! last segment can be damaged by a crash. Within it, a power loss can persist a later
+//! write of never-fsynced data without an earlier one (a hole): damage followed by valid
+//! frames, always after every record that was durable. Refusing to open would stop the
+//! writer for a case that is a normal outcome of a power loss (about 3% of the simulated
+//! cuts of the power-loss test, `tests/power_loss`); cutting at the hole yields exactly
+//! a prefix of the records that holds every durable one, as SQLite's WAL does. The
+//! trade-off: real damage (a bad sector, a stray write) in the last segment is cut the
+//! same way, together with the valid records after it, even durable ones; that is why
+//! the bytes are kept in the side file rather than discarded, and why the report and the
+//! log name it. Crashes of the process alone (the page cache survives) always leave a
+//! clean prefix plus at most one torn frame.
 //!
 //! # Durability
 //!
@@ -128,6 +143,7 @@
 pub mod audit_chain;
 pub mod bench;
 pub mod codec;
+pub mod cut_aside;
 mod error;
 mod inspect;
 mod journal;

@@ -195,6 +195,11 @@ impl SimDisk {
         SimDisk(Arc::new(Mutex::new(copy)))
     }
 
+    /// The content of `path` as the running process sees it, if it exists.
+    pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        self.disk().files.get(path).map(|f| f.current.clone())
+    }
+
     /// Whether the armed power cut has happened.
     pub fn is_cut(&self) -> bool {
         let d = self.disk();
