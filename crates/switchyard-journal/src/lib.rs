@@ -9,6 +9,7 @@
 //! | [`Recorder`] | journal chosen topics (and control events) of a [`Bus`](switchyard::Bus) |
 //! | [`Replayer`] | publish a journal back onto a bus, driving a [`ManualClock`](switchyard::ManualClock) |
 //! | [`inspect()`], [`verify()`] | summaries, checksum and audit chain verification, for the CLI |
+//! | [`outage`] | write failures (full disk, I/O errors): refused appends, retries, the reported [`Gap`] |
 //! | [`audit_chain`] | the hash chain of the audit trail (control records) |
 //! | [`codec`] | frame and header encoding |
 //! | [`cut_aside`] | the side file a damaged tail is copied to before recovery cuts it |
@@ -131,6 +132,16 @@
 //! [`Journal::written`] is the index handed to the OS (safe from a crash of the process,
 //! not of the machine). On reopen, every record that was durable is there, intact.
 //!
+//! A failed write, fsync or segment creation (a full disk, an I/O error) starts an
+//! *outage* ([`outage`]): appends are refused with [`JournalError::Unavailable`] and
+//! counted (no index is used up), durability waits fail, the segment is cut back to its
+//! last synced length, and the writer retries every [`JournalConfig::retry_every`] (or
+//! on [`Journal::retry_now`]) by rewriting, from memory, what it had accepted since the
+//! last fsync (at most one segment's worth). Once a retry succeeds it writes again and
+//! reports the refused records as a [`Gap`] ([`Journal::gaps`], [`JournalStats`], and
+//! an audit record on topic [`GAP_TOPIC`] in the journal). Only closing during an outage
+//! whose last retry fails makes the writer fail for good ([`JournalError::WriterFailed`]).
+//!
 //! # Replay
 //!
 //! [`Replayer::run`] publishes records in journal order with `Bus::publish`, first
@@ -143,10 +154,12 @@
 pub mod audit_chain;
 pub mod bench;
 pub mod codec;
+mod config;
 pub mod cut_aside;
 mod error;
 mod inspect;
 mod journal;
+pub mod outage;
 mod reader;
 mod recorder;
 mod recovery;
@@ -165,6 +178,7 @@ pub use inspect::{
     AuditChainReport, BrokenLink, Inspection, Problem, VerifyReport, inspect, verify,
 };
 pub use journal::{Journal, JournalConfig, JournalStats, LOCK_FILE, RecoveryReport, SyncPolicy};
+pub use outage::{GAP_TOPIC, Gap, Outage};
 pub use reader::{Cursor, JournalReader, ReadFilter, ReaderReport, Records};
 pub use recorder::{CONTROL_KIND, DEFAULT_RECORDER_CAPACITY, Recorder};
 pub use replay::{Pace, ReplaySource, ReplayStats, Replayer};

@@ -338,6 +338,15 @@ impl Storage for SimDisk {
         }))
     }
 
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut d = self.disk();
+        SimDisk::op(&mut d)?;
+        d.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut d = self.disk();
         SimDisk::op(&mut d)?;
