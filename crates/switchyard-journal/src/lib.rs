@@ -10,6 +10,7 @@
 //! | [`Replayer`] | publish a journal back onto a bus, driving a [`ManualClock`](switchyard::ManualClock) |
 //! | [`inspect()`], [`verify()`] | summaries, checksum and audit chain verification, for the CLI |
 //! | [`outage`] | write failures (full disk, I/O errors): refused appends, retries, the reported [`Gap`] |
+//! | [`retention`] | limits on a root of journals (one per run): oldest segments and runs deleted first, never an open segment |
 //! | [`audit_chain`] | the hash chain of the audit trail (control records) |
 //! | [`codec`] | frame and header encoding |
 //! | [`cut_aside`] | the side file a damaged tail is copied to before recovery cuts it |
@@ -164,6 +165,7 @@ mod reader;
 mod recorder;
 mod recovery;
 mod replay;
+pub mod retention;
 pub mod segment;
 pub mod storage;
 mod writer;
