@@ -86,7 +86,7 @@ fn a_size_limit_deletes_oldest_segments_then_whole_runs_never_the_open_segment()
         max_age: None,
     };
     let r = enforce(root.path(), Some(&c), &limits, SystemTime::now()).unwrap();
-    assert_eq!(r.deleted_runs, [a.clone()]);
+    assert_eq!(r.deleted_runs, std::slice::from_ref(&a));
     assert_eq!(r.deleted_segments.len(), 4, "{r:?}");
     assert!(!a.exists());
     assert_eq!(names(&b), [4, 7]);
@@ -113,7 +113,7 @@ fn a_size_limit_deletes_oldest_segments_then_whole_runs_never_the_open_segment()
         max_age: None,
     };
     let r = enforce(root.path(), Some(&c), &limits, SystemTime::now()).unwrap();
-    assert_eq!(r.deleted_runs, [b.clone()]);
+    assert_eq!(r.deleted_runs, std::slice::from_ref(&b));
     assert!(r.over_limit);
     assert_eq!(names(&c), [9]);
     fill(&j, 1);
@@ -154,7 +154,7 @@ fn an_age_limit_deletes_closed_segments_older_than_max_age_and_spares_locked_run
         max_age: Some(day),
     };
     let r = enforce(root.path(), None, &limits, SystemTime::now()).unwrap();
-    assert_eq!(r.deleted_runs, [a.clone()]);
+    assert_eq!(r.deleted_runs, std::slice::from_ref(&a));
     assert_eq!(names(&b), [7]);
     assert_eq!(names(&c), [9]);
     assert_eq!(r.deleted_segments.len(), 3 + 2 + 2);
