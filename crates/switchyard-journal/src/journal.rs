@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) dlock: Mutex<()>,
     pub(crate) dcv: Condvar,
     pub(crate) dtx: watch::Sender<u64>,
+    /// True while an outage lasts.
+    pub(crate) otx: watch::Sender<bool>,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
@@ -312,6 +314,7 @@ impl Journal {
             dlock: Mutex::new(()),
             dcv: Condvar::new(),
             dtx,
+            otx: watch::channel(false).0,
             bytes_written: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
@@ -655,6 +658,12 @@ impl Journal {
     /// written again (see [`outage`](crate::outage)). Appends are refused meanwhile.
     pub fn outage(&self) -> Option<Outage> {
         self.inner.shared.lock().outage.clone()
+    }
+
+    /// A receiver that sees `true` when an outage starts and `false` when it ends (to act
+    /// on it at once, e.g. halt trading; see [`outage`](crate::outage)).
+    pub fn watch_outage(&self) -> watch::Receiver<bool> {
+        self.inner.shared.otx.subscribe()
     }
 
     /// The outages that ended, oldest first: the records lost to each.

@@ -10,7 +10,8 @@
 //! * The open segment is never deleted: the last segment of the run being written
 //!   (`open_run`) and of any run whose `LOCK` another writer holds.
 //! * When every segment of a run that is not being written is deleted, the run's
-//!   directory goes too (whole old runs).
+//!   directory goes too (whole old runs), unless it holds files that are not the
+//!   journal's.
 //! * `max_age`: every candidate whose file was last modified longer ago than `max_age`
 //!   (per run, stopping at the first younger segment). `max_total_bytes`: then further
 //!   candidates, oldest first, while the root's files total more than the limit.
@@ -81,6 +82,9 @@ struct Run {
     segs: Vec<Seg>,
     /// Its last segment may be open: never deleted, and the run stays.
     open: bool,
+    /// It holds files that are not the journal's (not segments, side files or `LOCK`):
+    /// its directory stays when its segments go.
+    foreign: bool,
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JournalError {
@@ -102,6 +106,7 @@ fn scan_run(dir: &Path, open_run: Option<&Path>) -> Result<Run, JournalError> {
         other_bytes: 0,
         segs: Vec::with_capacity(segs.len()),
         open: open_run == Some(dir) || locked(dir),
+        foreign: false,
     };
     let mut sizes: Vec<(String, u64)> = Vec::new();
     for e in fs::read_dir(dir).map_err(io("listing", dir))? {
@@ -136,6 +141,10 @@ fn scan_run(dir: &Path, open_run: Option<&Path>) -> Result<Run, JournalError> {
         }
         run.segs.push(seg);
     }
+    run.foreign = sizes
+        .iter()
+        .zip(&claimed)
+        .any(|((n, _), c)| !*c && n != LOCK_FILE);
     run.other_bytes = sizes
         .iter()
         .zip(&claimed)
@@ -216,7 +225,7 @@ pub fn enforce(
         if cut[k] == 0 {
             continue;
         }
-        let whole = cut[k] == r.segs.len() && !r.open;
+        let whole = cut[k] == r.segs.len() && !r.open && !r.foreign;
         for s in r.segs.drain(..cut[k]) {
             for f in s.side_files.iter().chain([&s.path]) {
                 fs::remove_file(f).map_err(io("deleting", f))?;

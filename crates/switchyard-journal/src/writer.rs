@@ -279,6 +279,15 @@ impl Writer {
         let sh = Arc::clone(&self.shared);
         let reason = format!("{op} {}: {e}", path.display());
         tracing::error!(%reason, "journal: write failed; appends are refused until a retry succeeds");
+        // Leave only synced frames in the file while the outage lasts, before it is
+        // announced (best effort: the repair cuts again before rewriting).
+        let _ = self.file.truncate_to(self.synced_len);
+        if let Some(p) = &self.half_created
+            && self.storage.remove_file(p).is_ok()
+        {
+            self.half_created = None;
+            let _ = self.storage.sync_dir(&self.dir);
+        }
         {
             let mut st = sh.lock();
             let after = st.next_index - 1;
@@ -286,12 +295,10 @@ impl Writer {
             st.outage = Some(outage::Outage::new(reason, after));
         }
         sh.in_outage.store(true, Ordering::Release);
+        sh.otx.send_replace(true);
         // Wake appenders waiting for buffer space and durability waiters: all are refused.
         sh.space.notify_all();
         sh.publish_durable(self.synced_index);
-        // Leave only synced frames in the file while the outage lasts (best effort: the
-        // repair cuts again before rewriting).
-        let _ = self.file.truncate_to(self.synced_len);
         loop {
             let closing = {
                 let mut st = sh.lock();
@@ -338,6 +345,7 @@ impl Writer {
             gap
         };
         sh.in_outage.store(false, Ordering::Release);
+        sh.otx.send_replace(false);
         tracing::warn!(%gap, "journal: writing again");
         Ok(())
     }

@@ -78,6 +78,32 @@ pub struct JournalSection {
     pub group_ms: u64,
     /// Segment size in MiB.
     pub segment_mb: u64,
+    /// Retention: MiB all runs under `dir` may use together (0: no limit). Oldest closed
+    /// segments, then whole old runs, are deleted first; never an open segment.
+    pub max_total_mb: u64,
+    /// Retention: closed segments last written longer ago than this are deleted
+    /// (e.g. `"7d"`, `"12h"`; empty: no limit).
+    pub max_age: String,
+    /// How often retention runs and the root's usage is measured, in milliseconds (also at
+    /// start).
+    pub check_ms: u64,
+    /// After a failed write or fsync, how often the writer retries, in milliseconds.
+    pub retry_ms: u64,
+    /// A failed write or fsync triggers the kill switch (scope all, halt): no trading
+    /// without an audit trail.
+    pub halt_on_failure: bool,
+}
+
+impl JournalSection {
+    /// `max_age` parsed (`None`: no limit).
+    pub fn max_age(&self) -> anyhow::Result<Option<Duration>> {
+        if self.max_age.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_duration(&self.max_age)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("journal.max_age: {e}"))
+    }
 }
 
 /// `[nats]`.
@@ -400,6 +426,13 @@ impl Config {
         if self.journal.segment_mb == 0 {
             bail!("journal.segment_mb: must be at least 1");
         }
+        self.journal.max_age()?;
+        if self.journal.check_ms == 0 {
+            bail!("journal.check_ms: must be at least 1");
+        }
+        if self.journal.retry_ms == 0 {
+            bail!("journal.retry_ms: must be at least 1");
+        }
         for t in &self.journal.topics {
             switchyard::Pattern::new(t)
                 .map_err(|e| anyhow::anyhow!("journal.topics: {t:?}: {e}"))?;
@@ -655,7 +688,7 @@ fn merge_into_only_entry(
     Ok(())
 }
 
-/// `250ms`, `1.5s`, `2m`, `1h`.
+/// `250ms`, `1.5s`, `2m`, `1h`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
@@ -663,13 +696,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 250ms, 30s, 5m or 1h"))?;
+        .map_err(|_| format!("{s:?} is not a duration like 250ms, 30s, 5m, 1h or 7d"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        "d" => n * 86_400.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
     };
     if !(secs >= 0.0 && secs.is_finite()) {
         return Err(format!("{s:?} is not a positive duration"));
