@@ -28,6 +28,8 @@ use switchyard_trading::model::InstrumentId;
 use switchyard_trading::num::{Price, Quantity};
 use switchyard_trading::risk::RiskLimits;
 
+pub use crate::duration::parse_duration;
+
 /// The embedded defaults, as TOML (printed by `switchyard config`).
 pub const DEFAULTS: &str = include_str!("default_config.toml");
 
@@ -688,29 +690,6 @@ fn merge_into_only_entry(
     Ok(())
 }
 
-/// `250ms`, `1.5s`, `2m`, `1h`, `7d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 250ms, 30s, 5m, 1h or 7d"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
-    };
-    if !(secs >= 0.0 && secs.is_finite()) {
-        return Err(format!("{s:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,12 +779,5 @@ mod tests {
         assert!(e.to_string().contains("there are 2 entries"), "{e}");
         set_path(&mut t, &path("strategy.1.fast"), toml::Value::Integer(4)).unwrap();
         assert_eq!(t["strategy"][1]["fast"].as_integer(), Some(4));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("2 weeks").is_err());
     }
 }

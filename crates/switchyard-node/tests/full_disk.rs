@@ -82,6 +82,42 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+fn metrics(provider: &switchyard_node::provider::NodeProvider) -> String {
+    let mut w = switchyard_ops::prometheus::MetricsWriter::new();
+    provider.write_metrics(&mut w);
+    assert!(w.errors().is_empty(), "{:?}", w.errors());
+    w.finish()
+}
+
+/// The families pass the real Prometheus linter (when promtool is installed, as
+/// scripts/test does).
+fn promtool_check(metrics: &str) {
+    use std::io::Write as _;
+    let Ok(mut check) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: /metrics not linted (scripts/test installs it)");
+        return;
+    };
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn journal_health(shared: &NodeShared) -> Health {
     shared
         .registry
@@ -169,6 +205,19 @@ fn a_full_disk_degrades_the_journal_halts_trading_and_writing_resumes_with_the_g
         );
         assert!(jc["root"]["usage"]["bytes"].as_u64().unwrap() > 0, "{jc}");
         until("refused appends", || j.stats().records_lost > 0).await;
+        let metrics = metrics(&provider);
+        for line in [
+            "switchyard_journal_writing 0",
+            "switchyard_journal_root_runs 1",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+        }
+        assert!(
+            metrics.contains("switchyard_journal_records_lost_total ")
+                && metrics.contains("switchyard_journal_root_bytes "),
+            "{metrics}"
+        );
+        promtool_check(&metrics);
 
         // Space returns: the journal writes again and reports the gap.
         std::fs::remove_file(&ballast2).unwrap();
