@@ -239,6 +239,9 @@ pub(crate) struct ChainVerifier {
     head: Hash,
     head_index: Option<u64>,
     records: u64,
+    /// The journal's oldest segments were deleted (retention): the first record's `prev`
+    /// cannot be checked, and is taken as the chain's anchor.
+    anchored: bool,
 }
 
 impl ChainVerifier {
@@ -247,12 +250,26 @@ impl ChainVerifier {
             head: GENESIS,
             head_index: None,
             records: 0,
+            anchored: false,
+        }
+    }
+
+    /// A verifier for a journal whose oldest segments were deleted: the first record
+    /// links to one that is gone, so its `prev` is taken as given; every later link and
+    /// every hash is checked.
+    pub(crate) fn anchored() -> Self {
+        ChainVerifier {
+            anchored: true,
+            ..ChainVerifier::new()
         }
     }
 
     /// Check the next control record.
     pub(crate) fn check(&mut self, r: &Record<'_>) -> Result<(), ChainBreak> {
         let (prev, stored, json) = split(r.payload).ok_or(ChainBreak::Unchained)?;
+        if self.anchored && self.head_index.is_none() {
+            self.head = prev;
+        }
         if prev != self.head {
             return Err(ChainBreak::WrongPrev {
                 expected: hex(&self.head),

@@ -82,6 +82,16 @@ pub enum JournalError {
         #[source]
         source: Arc<io::Error>,
     },
+    /// The journal is in an outage (a write or fsync failed; see
+    /// [`outage`](crate::outage)): the append was refused and is counted as lost, or the
+    /// record waited for is not durable now.
+    #[error("journal {} is not writing: {reason}", dir.display())]
+    Unavailable {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The failure.
+        reason: String,
+    },
     /// The journal is closed.
     #[error("the journal is closed")]
     Closed,

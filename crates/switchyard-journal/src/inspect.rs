@@ -9,6 +9,8 @@ use serde::Serialize;
 use switchyard::Timestamp;
 
 use crate::audit_chain::{self, ChainBreak, ChainVerifier};
+use crate::codec::Corruption;
+use crate::cut_aside;
 use crate::error::JournalError;
 use crate::recorder::CONTROL_KIND;
 use crate::segment::{self, SegmentSummary, TornTail};
@@ -234,6 +236,11 @@ pub struct AuditChainReport {
     pub broken: Option<BrokenLink>,
     /// The chain was not checked past frame damage (listed in the problems).
     pub stopped_at_damage: bool,
+    /// The journal's first record has this index, not 1 (its oldest segments were
+    /// deleted by retention): the chain is checked from the first remaining audit record,
+    /// whose link to a deleted one is taken as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<u64>,
 }
 
 /// The result of [`verify`].
@@ -293,6 +300,12 @@ impl fmt::Display for VerifyReport {
             )?,
             _ => writeln!(f, "audit chain: no audit records")?,
         }
+        if let Some(i) = a.starts_at {
+            writeln!(
+                f,
+                "audit chain: checked from record #{i} (older segments were deleted by retention)"
+            )?;
+        }
         for p in &self.problems {
             writeln!(f, "error: {p}")?;
         }
@@ -351,7 +364,13 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
         torn_tail: None,
         audit: AuditChainReport::default(),
     };
-    let mut chain = ChainVerifier::new();
+    let trimmed = segs[0].0 > 1;
+    let mut chain = if trimmed {
+        report.audit.starts_at = Some(segs[0].0);
+        ChainVerifier::anchored()
+    } else {
+        ChainVerifier::new()
+    };
     let mut expected: Option<u64> = None;
     for (i, (first, path)) in segs.iter().enumerate() {
         if let Some(e) = expected
@@ -405,7 +424,22 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, JournalError> {
             }
             Err(e) => {
                 expected = None;
-                report.problems.push(problem(e, path));
+                let cut_on_open = match &e {
+                    JournalError::Corrupt {
+                        offset,
+                        reason: Corruption::FollowedByValid { .. },
+                        ..
+                    } if i + 1 == segs.len() => Some(*offset),
+                    _ => None,
+                };
+                let mut p = problem(e, path);
+                if let Some(offset) = cut_on_open {
+                    p.reason.push_str(&format!(
+                        "; opening the journal for writing cuts the segment at byte {offset} and keeps the cut bytes in {}",
+                        cut_aside::side_file_name(path, offset, 0).display()
+                    ));
+                }
+                report.problems.push(p);
             }
         }
         report.records += n;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use switchyard::Timestamp;
@@ -19,106 +19,14 @@ use tokio::sync::watch;
 
 use crate::audit_chain::{self, Hash};
 use crate::codec::{self, HEADER_LEN};
+pub use crate::config::{JournalConfig, SyncPolicy};
 use crate::error::JournalError;
+use crate::outage::{Gap, Outage};
 use crate::recorder::CONTROL_KIND;
 pub use crate::recovery::RecoveryReport;
 use crate::recovery::{self, Recovered};
 use crate::storage::{FsStorage, LockGuard, Storage};
 use crate::writer::Writer;
-
-/// When the writer calls `fdatasync`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "policy", rename_all = "snake_case")]
-pub enum SyncPolicy {
-    /// As soon as anything is written: every event is on disk before it counts as
-    /// durable. Events appended while an fsync runs share the next one (natural group
-    /// commit), so throughput is bounded by fsync latency × batch size, not per event.
-    Always,
-    /// Group commit: fsync once `every_events` events are unsynced, or `every` has passed
-    /// since the oldest unsynced event was appended, whichever comes first. Appenders never
-    /// wait for an fsync.
-    Group {
-        /// Events per fsync, at most.
-        every_events: u64,
-        /// Longest time an event stays unsynced (plus one fsync).
-        every: Duration,
-    },
-    /// Write without fsync. Events survive a crash of the process (they are in the OS
-    /// page cache) but not of the machine. [`Journal::durable`] advances only on
-    /// [`Journal::sync_now`], segment rollover and [`Journal::close`].
-    Never,
-}
-
-impl Default for SyncPolicy {
-    fn default() -> Self {
-        SyncPolicy::Group {
-            every_events: 1000,
-            every: Duration::from_millis(1),
-        }
-    }
-}
-
-/// Configuration of a [`Journal`].
-#[derive(Clone, Debug, Serialize)]
-pub struct JournalConfig {
-    /// Directory of the segment files (created if missing).
-    pub dir: PathBuf,
-    /// Roll over to a new segment before one would exceed this many bytes (a single frame
-    /// larger than this gets a segment of its own). Default 64 MiB.
-    pub segment_bytes: u64,
-    /// When to fsync. Default: group commit every 1,000 events or 1 ms.
-    pub sync: SyncPolicy,
-    /// Bound on appended but not yet written bytes: appenders wait while the buffer holds
-    /// more than this. Default 32 MiB.
-    pub max_buffer_bytes: usize,
-    /// Verify every frame of every segment on open, not only the last segment. Default
-    /// false (older segments were fsynced before rollover; only their headers are checked).
-    pub verify_on_open: bool,
-}
-
-impl Default for JournalConfig {
-    /// Defaults, in the directory `journal` (relative to the working directory).
-    fn default() -> Self {
-        JournalConfig::new("journal")
-    }
-}
-
-impl JournalConfig {
-    /// Defaults for `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        JournalConfig {
-            dir: dir.into(),
-            segment_bytes: 64 * 1024 * 1024,
-            sync: SyncPolicy::default(),
-            max_buffer_bytes: 32 * 1024 * 1024,
-            verify_on_open: false,
-        }
-    }
-
-    /// Set [`JournalConfig::sync`].
-    pub fn sync(mut self, sync: SyncPolicy) -> Self {
-        self.sync = sync;
-        self
-    }
-
-    /// Set [`JournalConfig::segment_bytes`].
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.segment_bytes = bytes;
-        self
-    }
-
-    /// Set [`JournalConfig::max_buffer_bytes`].
-    pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.max_buffer_bytes = bytes;
-        self
-    }
-
-    /// Set [`JournalConfig::verify_on_open`].
-    pub fn verify_on_open(mut self, yes: bool) -> Self {
-        self.verify_on_open = yes;
-        self
-    }
-}
 
 /// Counters of a journal, from [`Journal::stats`] and [`Journal::close`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -137,20 +45,29 @@ pub struct JournalStats {
     pub last_index: u64,
     /// Index of the last record known to be on disk.
     pub durable: u64,
+    /// Appends refused during outages (see [`outage`](crate::outage)).
+    pub records_lost: u64,
+    /// Outages that ended (each a [`Gap`](crate::Gap)).
+    pub gaps: u64,
+    /// Failed writes, fsyncs and segment creations (retries included).
+    pub write_failures: u64,
 }
 
 impl fmt::Display for JournalStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} records appended, last #{}, durable #{}, {} bytes in {} writes, {} fsyncs, {} new segments",
+            "{} records appended, last #{}, durable #{}, {} bytes in {} writes, {} fsyncs, {} new segments, {} lost in {} gap(s), {} write failures",
             self.records,
             self.last_index,
             self.durable,
             self.bytes_written,
             self.writes,
             self.fsyncs,
-            self.segments_created
+            self.segments_created,
+            self.records_lost,
+            self.gaps,
+            self.write_failures
         )
     }
 }
@@ -168,6 +85,16 @@ pub(crate) struct State {
     pub(crate) failed: Option<(PathBuf, Arc<io::Error>)>,
     /// The audit chain's head: the hash of the last audit record.
     pub(crate) chain: Hash,
+    /// The outage in progress: appends are refused.
+    pub(crate) outage: Option<Outage>,
+    /// Outages that ended.
+    pub(crate) gaps: Vec<Gap>,
+    /// [`Journal::retry_now`] asked for a retry.
+    pub(crate) retry_requested: bool,
+    /// Appends refused during outages, in total.
+    pub(crate) lost: u64,
+    /// Failed writes, fsyncs and segment creations.
+    pub(crate) write_failures: u64,
 }
 
 pub(crate) struct Shared {
@@ -178,9 +105,13 @@ pub(crate) struct Shared {
     pub(crate) durable: AtomicU64,
     pub(crate) written: AtomicU64,
     pub(crate) stopped: AtomicBool,
+    /// Set while [`State::outage`] is: durability waiters return an error.
+    pub(crate) in_outage: AtomicBool,
     pub(crate) dlock: Mutex<()>,
     pub(crate) dcv: Condvar,
     pub(crate) dtx: watch::Sender<u64>,
+    /// True while an outage lasts.
+    pub(crate) otx: watch::Sender<bool>,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
@@ -223,6 +154,14 @@ impl Shared {
         drop(self.lock());
         self.space.notify_all();
         self.publish_durable(self.durable.load(Ordering::Acquire));
+    }
+
+    /// The error for an append or a durability wait during an outage, if there is one.
+    pub(crate) fn outage_error(&self, st: &State) -> Option<JournalError> {
+        st.outage.as_ref().map(|o| JournalError::Unavailable {
+            dir: self.config.dir.clone(),
+            reason: o.reason.clone(),
+        })
     }
 
     pub(crate) fn stop_error(&self) -> JournalError {
@@ -308,8 +247,10 @@ pub const LOCK_FILE: &str = "LOCK";
 
 impl Journal {
     /// Open the journal in `config.dir` for writing, creating it if there is none, and
-    /// recover: a torn tail of the last segment is cut off and reported; damage anywhere
-    /// else is an error that names the segment and offset. Appends continue after the
+    /// recover: a torn tail of the last segment is cut off and reported, and so is a
+    /// damaged tail that valid frames follow, after its bytes were copied to a side file
+    /// (see the crate docs, "The tail rule"); damage anywhere else is an error that names
+    /// the segment and offset. Appends continue after the
     /// last record kept. Only one writer may have a journal open (a lock file enforces it).
     pub fn open(config: JournalConfig) -> Result<(Journal, RecoveryReport), JournalError> {
         Journal::open_with_storage(config, Arc::new(FsStorage))
@@ -358,15 +299,22 @@ impl Journal {
                 closing: false,
                 failed: None,
                 chain: chain_head,
+                outage: None,
+                gaps: Vec::new(),
+                retry_requested: false,
+                lost: 0,
+                write_failures: 0,
             }),
             wake: Condvar::new(),
             space: Condvar::new(),
             durable: AtomicU64::new(last),
             written: AtomicU64::new(last),
             stopped: AtomicBool::new(false),
+            in_outage: AtomicBool::new(false),
             dlock: Mutex::new(()),
             dcv: Condvar::new(),
             dtx,
+            otx: watch::channel(false).0,
             bytes_written: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
@@ -383,6 +331,10 @@ impl Journal {
             seg_len,
             seg_has_frames,
             spare: Vec::with_capacity(1 << 16),
+            synced_len: seg_len,
+            unsynced: Vec::new(),
+            redo: Vec::new(),
+            half_created: None,
             written_index: last,
             synced_index: last,
             unsynced_events: 0,
@@ -456,6 +408,13 @@ impl Journal {
             if st.closing || st.failed.is_some() {
                 drop(st);
                 return Err(sh.stop_error());
+            }
+            if let Some(o) = st.outage.as_mut() {
+                o.lose(seq, ts);
+                st.lost += 1;
+                let e = sh.outage_error(&st);
+                drop(st);
+                return Err(e.unwrap_or(JournalError::Closed));
             }
             if st.buf.len() < sh.config.max_buffer_bytes {
                 break;
@@ -631,6 +590,10 @@ impl Journal {
                 drop(g);
                 return Err(sh.stop_error());
             }
+            if sh.in_outage.load(Ordering::Acquire) {
+                drop(g);
+                return Err(self.unavailable());
+            }
             g = sh.dcv.wait(g).unwrap_or_else(PoisonError::into_inner);
         }
     }
@@ -645,13 +608,19 @@ impl Journal {
         self.check_appended(index)?;
         let mut rx = sh.dtx.subscribe();
         let _ = rx
-            .wait_for(|&d| d >= index || sh.stopped.load(Ordering::Acquire))
+            .wait_for(|&d| {
+                d >= index
+                    || sh.stopped.load(Ordering::Acquire)
+                    || sh.in_outage.load(Ordering::Acquire)
+            })
             .await;
         let d = self.durable();
         if d >= index {
             Ok(d)
-        } else {
+        } else if sh.stopped.load(Ordering::Acquire) {
             Err(sh.stop_error())
+        } else {
+            Err(self.unavailable())
         }
     }
 
@@ -665,6 +634,9 @@ impl Journal {
                 drop(st);
                 return Err(sh.stop_error());
             }
+            if let Some(e) = sh.outage_error(&st) {
+                return Err(e);
+            }
             st.sync_requested = true;
             st.next_index - 1
         };
@@ -672,12 +644,57 @@ impl Journal {
         self.wait_durable(target)
     }
 
+    fn unavailable(&self) -> JournalError {
+        let sh = &self.inner.shared;
+        let st = sh.lock();
+        sh.outage_error(&st)
+            .unwrap_or_else(|| JournalError::Unavailable {
+                dir: sh.config.dir.clone(),
+                reason: "an outage was in progress".to_owned(),
+            })
+    }
+
+    /// The outage in progress, if a write or fsync failed and the writer has not yet
+    /// written again (see [`outage`](crate::outage)). Appends are refused meanwhile.
+    pub fn outage(&self) -> Option<Outage> {
+        self.inner.shared.lock().outage.clone()
+    }
+
+    /// A receiver that sees `true` when an outage starts and `false` when it ends (to act
+    /// on it at once, e.g. halt trading; see [`outage`](crate::outage)).
+    pub fn watch_outage(&self) -> watch::Receiver<bool> {
+        self.inner.shared.otx.subscribe()
+    }
+
+    /// The outages that ended, oldest first: the records lost to each.
+    pub fn gaps(&self) -> Vec<Gap> {
+        self.inner.shared.lock().gaps.clone()
+    }
+
+    /// During an outage, make the writer retry now instead of at its next
+    /// [`JournalConfig::retry_every`] (e.g. once space was freed). No effect otherwise.
+    pub fn retry_now(&self) {
+        let sh = &self.inner.shared;
+        let mut st = sh.lock();
+        if st.outage.is_some() {
+            st.retry_requested = true;
+            drop(st);
+            sh.wake.notify_all();
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> JournalStats {
         let sh = &self.inner.shared;
-        let (appended, next) = {
+        let (appended, next, lost, gaps, write_failures) = {
             let st = sh.lock();
-            (st.appended, st.next_index)
+            (
+                st.appended,
+                st.next_index,
+                st.lost,
+                st.gaps.len() as u64,
+                st.write_failures,
+            )
         };
         JournalStats {
             records: appended,
@@ -687,6 +704,9 @@ impl Journal {
             segments_created: sh.segments_created.load(Ordering::Relaxed),
             last_index: next - 1,
             durable: self.durable(),
+            records_lost: lost,
+            gaps,
+            write_failures,
         }
     }
 

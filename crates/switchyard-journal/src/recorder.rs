@@ -6,6 +6,7 @@ use serde::Serialize;
 use switchyard::bus::{Overflow, SubscribeError, handler_fn, sync_handler};
 use switchyard::{Bus, ControlEnvelope, Envelope, Pattern, Subscription};
 
+use crate::error::JournalError;
 use crate::journal::{Journal, SyncPolicy};
 
 /// Kind under which [`Recorder::record_control`] journals control events. Their payload
@@ -77,13 +78,21 @@ impl Recorder {
                 );
                 let journal = journal.clone();
                 async move {
-                    journal.durable_at_least(appended?).await?;
+                    if let Some(index) = outage_is_ok(appended)? {
+                        outage_is_ok(journal.durable_at_least(index).await)?;
+                    }
                     Ok(())
                 }
             }))
         } else {
             builder.subscribe(sync_handler(move |ev: &Envelope<T>| {
-                journal.append_serialized(ev.seq, ev.ts, ev.topic.as_str(), &kind, ev.payload())?;
+                outage_is_ok(journal.append_serialized(
+                    ev.seq,
+                    ev.ts,
+                    ev.topic.as_str(),
+                    &kind,
+                    ev.payload(),
+                ))?;
                 Ok(())
             }))
         }
@@ -120,15 +129,27 @@ impl Recorder {
                     .then(|| journal.append_audit(env.seq, env.ts, env.topic.as_str(), &env.event));
                 let journal = journal.clone();
                 async move {
-                    if let Some(appended) = appended {
-                        let index = appended?;
-                        if always {
-                            journal.durable_at_least(index).await?;
-                        }
+                    if let Some(appended) = appended
+                        && let Some(index) = outage_is_ok(appended)?
+                        && always
+                    {
+                        outage_is_ok(journal.durable_at_least(index).await)?;
                     }
                     Ok(())
                 }
             },
         )
+    }
+}
+
+/// During a journal outage ([`JournalError::Unavailable`]) a refused append or a failed
+/// durability wait is not a handler error: the journal counts the record as lost and
+/// reports the gap, and the node's journal component reports the outage. (As handler
+/// errors they would log and dead-letter every event while the disk is full.)
+fn outage_is_ok(r: Result<u64, JournalError>) -> Result<Option<u64>, JournalError> {
+    match r {
+        Ok(index) => Ok(Some(index)),
+        Err(JournalError::Unavailable { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }

@@ -1,5 +1,6 @@
 //! Opening a journal for writing: the lock, the segments, and the tail rule applied to
-//! the last segment (a torn tail is cut off and the cut made durable). Every file
+//! the last segment (a torn tail is cut off and the cut made durable; a damaged tail
+//! that valid frames follow is first copied to a side file, see [`cut_aside`]). Every file
 //! operation goes through the journal's [`Storage`].
 
 use std::fmt;
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use crate::audit_chain::{self, GENESIS, Hash};
 use crate::codec::{self, HEADER_LEN};
+use crate::cut_aside;
 use crate::error::JournalError;
 use crate::journal::{JournalConfig, LOCK_FILE};
 use crate::segment::{self, TornTail, segment_file_name};
@@ -31,7 +33,8 @@ pub struct RecoveryReport {
     pub last_index: u64,
     /// Index the next append gets.
     pub next_index: u64,
-    /// The torn tail that was cut off, if any.
+    /// The tail that was cut off, if any: torn, or damaged with valid frames after it
+    /// (then [`TornTail::kept_in`] names the side file holding the cut bytes).
     pub truncated: Option<TornTail>,
 }
 
@@ -169,9 +172,25 @@ pub(crate) fn recover(
         });
     }
     let mut chain_head = None;
-    let sum = segment::scan_stored(storage, last_path, *last_first, true, |r, _| {
+    let mut sum = segment::scan_stored_for_recovery(storage, last_path, *last_first, |r, _| {
         chain_head = audit_chain::head_of(r).or(chain_head);
     })?;
+    // Damage that valid frames follow (a hole of a power loss, or real damage): the
+    // bytes are copied aside, durably, before the cut.
+    if let Some(t) = &mut sum.torn_tail
+        && t.next_valid.is_some()
+    {
+        let side = cut_aside::keep_aside(storage, &dir, last_path, t.offset)?;
+        tracing::warn!(
+            segment = %t.segment.display(),
+            offset = t.offset,
+            bytes = t.bytes,
+            side_file = %side.display(),
+            reason = %t.reason,
+            "journal recovery: damaged tail followed by valid frames; cutting it, the cut bytes are kept in the side file"
+        );
+        t.kept_in = Some(side);
+    }
     // The audit chain continues from the last audit record, wherever it is.
     for (first, path) in older.iter().rev() {
         if chain_head.is_some() {
@@ -195,7 +214,7 @@ pub(crate) fn recover(
             .map_err(JournalError::io("truncating", last_path))?;
         len = sum.valid_bytes;
     }
-    if let Some(t) = &sum.torn_tail {
+    if let Some(t) = sum.torn_tail.as_ref().filter(|t| t.kept_in.is_none()) {
         tracing::warn!(
             segment = %t.segment.display(),
             offset = t.offset,

@@ -68,6 +68,15 @@ pub struct TornTail {
     pub bytes: u64,
     /// Why the bytes at `offset` are not a valid frame.
     pub reason: String,
+    /// Offset of a valid frame after the damage, if there is one: the tail is not a torn
+    /// write but damage (a hole left by a power loss, or real damage). Only the writer's
+    /// recovery cuts such a tail, and only after copying it to [`TornTail::kept_in`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_valid: Option<u64>,
+    /// The side file the cut bytes were copied to (fsynced) before the cut, when valid
+    /// frames were among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_in: Option<PathBuf>,
 }
 
 impl std::fmt::Display for TornTail {
@@ -79,7 +88,14 @@ impl std::fmt::Display for TornTail {
             self.offset,
             self.bytes,
             self.reason
-        )
+        )?;
+        if let Some(q) = self.next_valid {
+            write!(f, "; a valid frame follows at byte {q}")?;
+        }
+        if let Some(side) = &self.kept_in {
+            write!(f, "; the cut bytes are kept in {}", side.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -109,6 +125,9 @@ pub(crate) struct Scanner<R> {
     eof: bool,
     done: bool,
     last: bool,
+    /// Writer recovery: in the last segment, damage followed by valid frames is a tail
+    /// too (to be cut and kept aside), not an error.
+    cut_damage: bool,
     first_index: u64,
     next_index: u64,
 }
@@ -153,6 +172,8 @@ impl<R: Read> Scanner<R> {
                 offset: 0,
                 bytes: got as u64,
                 reason: HeaderError::Short { len: got }.to_string(),
+                next_valid: None,
+                kept_in: None,
             }));
         }
         let header = codec::decode_header(&h[..got]).map_err(|reason| JournalError::BadHeader {
@@ -180,9 +201,17 @@ impl<R: Read> Scanner<R> {
             eof: false,
             done: false,
             last,
+            cut_damage: false,
             first_index: header.first_index,
             next_index: header.first_index,
         }))
+    }
+
+    /// Treat damage followed by valid frames in the last segment as a tail to cut (the
+    /// writer's recovery), instead of an error.
+    pub fn cut_damage(mut self, yes: bool) -> Self {
+        self.cut_damage = yes;
+        self
     }
 
     /// The segment's first index (from its header).
@@ -302,13 +331,16 @@ impl<R: Read> Scanner<R> {
                 .read_to_end(&mut rest)
                 .map_err(JournalError::io("reading", &self.path))?;
         }
-        if let Some(q) = find_valid_frame(&rest, 1, self.next_index) {
+        let next_valid = find_valid_frame(&rest, 1, self.next_index).map(|q| offset + q as u64);
+        if let Some(next_valid) = next_valid
+            && !self.cut_damage
+        {
             return Err(JournalError::Corrupt {
                 path: self.path.clone(),
                 offset,
                 reason: Corruption::FollowedByValid {
                     cause: Box::new(cause),
-                    next_valid: offset + q as u64,
+                    next_valid,
                 },
             });
         }
@@ -317,6 +349,8 @@ impl<R: Read> Scanner<R> {
             offset,
             bytes: rest.len() as u64,
             reason: cause.to_string(),
+            next_valid,
+            kept_in: None,
         }))
     }
 }
@@ -397,13 +431,26 @@ pub(crate) fn scan<R: Read>(
     bytes: u64,
     mut visit: impl FnMut(&Record<'_>, u64),
 ) -> Result<SegmentSummary, JournalError> {
+    scan_with(src, path, name_index, last, false, bytes, &mut visit)
+}
+
+/// [`scan`], with `cut_damage` as [`Scanner::cut_damage`].
+fn scan_with<R: Read>(
+    src: R,
+    path: PathBuf,
+    name_index: Option<u64>,
+    last: bool,
+    cut_damage: bool,
+    bytes: u64,
+    visit: &mut dyn FnMut(&Record<'_>, u64),
+) -> Result<SegmentSummary, JournalError> {
     let mut sum = SegmentSummary {
         path: path.clone(),
         bytes,
         ..Default::default()
     };
     let mut sc = match Scanner::start(src, path, name_index, last)? {
-        Opened::Ready(sc) => sc,
+        Opened::Ready(sc) => sc.cut_damage(cut_damage),
         Opened::TornHeader(t) => {
             sum.first_index = name_index.unwrap_or(0);
             sum.torn_header = true;
@@ -469,6 +516,29 @@ pub(crate) fn scan_stored(
         last,
         bytes,
         visit,
+    )
+}
+
+/// Scan the last segment through `storage` for the writer's recovery: damage followed by
+/// valid frames is reported as a tail to cut (with [`TornTail::next_valid`] set), not
+/// as an error.
+pub(crate) fn scan_stored_for_recovery(
+    storage: &dyn Storage,
+    path: &Path,
+    name_index: u64,
+    mut visit: impl FnMut(&Record<'_>, u64),
+) -> Result<SegmentSummary, JournalError> {
+    let (src, bytes) = storage
+        .open_read(path)
+        .map_err(JournalError::io("opening", path))?;
+    scan_with(
+        src,
+        path.to_path_buf(),
+        Some(name_index),
+        true,
+        true,
+        bytes,
+        &mut visit,
     )
 }
 

@@ -49,6 +49,8 @@ pub trait Storage: Send + Sync + 'static {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
     /// Make the entries of `dir` (files created in it) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Remove the file `path` (a segment whose creation failed, before retrying it).
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The real file system: `std::fs`, `fdatasync` for [`SegmentFile::sync_data`], an
@@ -119,5 +121,9 @@ impl Storage for FsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
     }
 }

@@ -185,7 +185,7 @@ fn a_bad_checksum_in_the_tail_is_truncated_and_reported() {
 }
 
 #[test]
-fn a_bad_checksum_in_the_middle_is_an_error_naming_segment_and_offset() {
+fn a_bad_frame_followed_by_valid_ones_in_the_last_segment_is_cut_and_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     let seg = write_journal(dir.path(), 5);
     let offs = frame_offsets(&seg);
@@ -194,33 +194,83 @@ fn a_bad_checksum_in_the_middle_is_an_error_naming_segment_and_offset() {
     data[bad + 20] ^= 0x01;
     std::fs::write(&seg, &data).unwrap();
 
-    let check = |e: JournalError| match e {
+    // Reader (read-only): refuses, naming segment and offset, and leaves the file alone.
+    match JournalReader::open(dir.path()).unwrap_err() {
         JournalError::Corrupt {
             path,
             offset,
             reason,
         } => {
-            assert_eq!(path, seg);
-            assert_eq!(offset, bad as u64);
+            assert_eq!((path, offset), (seg.clone(), bad as u64));
             assert!(
                 matches!(reason, Corruption::FollowedByValid { .. }),
                 "{reason}"
             );
         }
         other => panic!("unexpected {other}"),
-    };
-    // Reader: open scans the last segment and refuses.
-    check(JournalReader::open(dir.path()).unwrap_err());
-    // Writer: refuses too, and leaves the file alone.
-    let e = Journal::open(cfg(dir.path())).unwrap_err();
-    assert!(e.to_string().contains(&format!("offset {bad}")), "{e}");
-    check(e);
-    assert_eq!(std::fs::read(&seg).unwrap(), data);
-    // Verify names it.
+    }
+    // Verify (read-only): a problem, which says what opening for writing will do.
     let v = verify(dir.path()).unwrap();
     assert!(!v.ok());
     assert_eq!(v.problems[0].offset, Some(bad as u64));
-    assert!(v.to_string().contains("CORRUPT"));
+    let side = dir
+        .path()
+        .join(format!("00000000000000000001.sy-journal.cut-{bad}"));
+    let text = v.to_string();
+    assert!(text.contains("CORRUPT"), "{text}");
+    assert!(
+        text.contains("opening the journal for writing cuts")
+            && text.contains(&side.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&seg).unwrap(), data);
+
+    // Writer: cuts at the bad frame, after copying the cut bytes to the side file.
+    let (j, rep) = Journal::open(cfg(dir.path())).unwrap();
+    let t = rep.truncated.clone().unwrap();
+    assert_eq!((t.segment.clone(), t.offset), (seg.clone(), bad as u64));
+    assert_eq!(t.bytes, (data.len() - bad) as u64);
+    assert_eq!(t.next_valid, Some(offs[3]));
+    assert_eq!(t.kept_in.as_deref(), Some(side.as_path()));
+    let shown = rep.to_string();
+    assert!(
+        shown.contains("kept in") && shown.contains(&side.display().to_string()),
+        "{shown}"
+    );
+    assert_eq!(rep.next_index, 3);
+    fill(&j, 3, 2);
+    j.close().unwrap();
+    assert_eq!(std::fs::read(&side).unwrap(), &data[bad..]);
+    assert_eq!(&std::fs::read(&seg).unwrap()[..bad], &data[..bad]);
+    // The journal is whole again; the side file is not taken for a segment.
+    let v = verify(dir.path()).unwrap();
+    assert!(v.ok(), "{v}");
+    assert_eq!(
+        read_all(dir.path(), ReadFilter::all()),
+        (1..=4).map(expected).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_second_cut_at_the_same_offset_gets_its_own_side_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = write_journal(dir.path(), 5);
+    let offs = frame_offsets(&seg);
+    let mut data = std::fs::read(&seg).unwrap();
+    let bad = offs[1] as usize;
+    data[bad + 20] ^= 0x01;
+    // An earlier recovery kept the bytes aside and crashed before its cut was durable.
+    let first = dir
+        .path()
+        .join(format!("00000000000000000001.sy-journal.cut-{bad}"));
+    std::fs::write(&first, b"an earlier copy").unwrap();
+    std::fs::write(&seg, &data).unwrap();
+    let (j, rep) = Journal::open(cfg(dir.path())).unwrap();
+    j.close().unwrap();
+    let side = rep.truncated.unwrap().kept_in.unwrap();
+    assert_eq!(side, first.with_extension(format!("cut-{bad}.1")));
+    assert_eq!(std::fs::read(&first).unwrap(), b"an earlier copy");
+    assert_eq!(std::fs::read(&side).unwrap(), &data[bad..]);
 }
 
 #[test]

@@ -28,6 +28,8 @@ use switchyard_trading::model::InstrumentId;
 use switchyard_trading::num::{Price, Quantity};
 use switchyard_trading::risk::RiskLimits;
 
+pub use crate::duration::parse_duration;
+
 /// The embedded defaults, as TOML (printed by `switchyard config`).
 pub const DEFAULTS: &str = include_str!("default_config.toml");
 
@@ -78,6 +80,32 @@ pub struct JournalSection {
     pub group_ms: u64,
     /// Segment size in MiB.
     pub segment_mb: u64,
+    /// Retention: MiB all runs under `dir` may use together (0: no limit). Oldest closed
+    /// segments, then whole old runs, are deleted first; never an open segment.
+    pub max_total_mb: u64,
+    /// Retention: closed segments last written longer ago than this are deleted
+    /// (e.g. `"7d"`, `"12h"`; empty: no limit).
+    pub max_age: String,
+    /// How often retention runs and the root's usage is measured, in milliseconds (also at
+    /// start).
+    pub check_ms: u64,
+    /// After a failed write or fsync, how often the writer retries, in milliseconds.
+    pub retry_ms: u64,
+    /// A failed write or fsync triggers the kill switch (scope all, halt): no trading
+    /// without an audit trail.
+    pub halt_on_failure: bool,
+}
+
+impl JournalSection {
+    /// `max_age` parsed (`None`: no limit).
+    pub fn max_age(&self) -> anyhow::Result<Option<Duration>> {
+        if self.max_age.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_duration(&self.max_age)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("journal.max_age: {e}"))
+    }
 }
 
 /// `[nats]`.
@@ -417,6 +445,13 @@ impl Config {
         if self.journal.segment_mb == 0 {
             bail!("journal.segment_mb: must be at least 1");
         }
+        self.journal.max_age()?;
+        if self.journal.check_ms == 0 {
+            bail!("journal.check_ms: must be at least 1");
+        }
+        if self.journal.retry_ms == 0 {
+            bail!("journal.retry_ms: must be at least 1");
+        }
         for t in &self.journal.topics {
             switchyard::Pattern::new(t)
                 .map_err(|e| anyhow::anyhow!("journal.topics: {t:?}: {e}"))?;
@@ -693,29 +728,6 @@ fn merge_into_only_entry(
     Ok(())
 }
 
-/// `250ms`, `1.5s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 250ms, 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    if !(secs >= 0.0 && secs.is_finite()) {
-        return Err(format!("{s:?} is not a positive duration"));
-    }
-    // `from_secs_f64` panics past `Duration::MAX` (about 584 billion years).
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is too long a duration"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -805,13 +817,6 @@ mod tests {
         assert!(e.to_string().contains("there are 2 entries"), "{e}");
         set_path(&mut t, &path("strategy.1.fast"), toml::Value::Integer(4)).unwrap();
         assert_eq!(t["strategy"][1]["fast"].as_integer(), Some(4));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("2 weeks").is_err());
     }
 
     /// Found reading the code for the `config_toml` fuzz target: a finite duration past

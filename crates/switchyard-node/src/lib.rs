@@ -47,6 +47,7 @@ pub mod bridge_config;
 pub mod catalog;
 pub mod components;
 pub mod config;
+mod duration;
 mod error;
 mod node;
 pub mod parity;

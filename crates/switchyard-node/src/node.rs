@@ -29,7 +29,7 @@ use crate::components::bridge::BridgeComponent;
 use crate::components::capture::{CaptureComponent, JournalReplayComponent};
 use crate::components::engine::EngineComponent;
 use crate::components::feed::FeedComponent;
-use crate::components::journal::{JournalComponent, journal_config, run_dir};
+use crate::components::journal::{JournalComponent, JournalPolicy, journal_config, run_dir};
 use crate::components::ops::OpsComponent;
 use crate::components::remote_feed::RemoteFeedComponent;
 use crate::components::status::StatusLines;
@@ -255,6 +255,7 @@ impl NodeBuilder {
             role,
             bridge: OnceLock::new(),
             journal: OnceLock::new(),
+            journal_root: Mutex::new(None),
             journal_summary: Mutex::new(None),
             feed_summary: Mutex::new(None),
             errors: Mutex::new(Vec::new()),
@@ -276,6 +277,7 @@ impl NodeBuilder {
             registry.register(Arc::new(JournalComponent::new(
                 journal_config(&cfg, dir.clone()),
                 cfg.journal.topics.clone(),
+                JournalPolicy::from_config(&cfg, dir)?,
                 Arc::clone(&shared),
             )))?;
             consumers.push("journal".into());

@@ -65,6 +65,12 @@ impl OpsProvider for NodeProvider {
                         if let Some(j) = s.journal.get() {
                             v["dir"] = json!(j.config().dir);
                             v["stats"] = json!(j.stats());
+                            v["outage"] = json!(j.outage());
+                            v["gaps"] = json!(j.gaps());
+                        }
+                        let root = s.journal_root.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(r) = root.as_ref() {
+                            v["root"] = json!(r);
                         }
                     }
                     "nats-bridge" => {
@@ -276,6 +282,62 @@ impl OpsProvider for NodeProvider {
                 "switchyard_journal_durable_index",
                 "Highest journal record index known to be on disk.",
                 j.durable(),
+            );
+            let st = j.stats();
+            w.gauge(
+                "switchyard_journal_writing",
+                "1 while the journal writes; 0 during an outage (a failed write or fsync).",
+                u64::from(j.outage().is_none()),
+            );
+            w.counter(
+                "switchyard_journal_records_lost_total",
+                "Records refused during journal outages (see the gaps in /status).",
+                st.records_lost,
+            );
+            w.counter(
+                "switchyard_journal_gaps_total",
+                "Journal outages that ended (each a gap in the journal).",
+                st.gaps,
+            );
+            w.counter(
+                "switchyard_journal_write_failures_total",
+                "Failed journal writes, fsyncs and segment creations (retries included).",
+                st.write_failures,
+            );
+        }
+        let root = s.journal_root.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = root.as_ref() {
+            w.gauge(
+                "switchyard_journal_root_bytes",
+                "Bytes of every run's journal under the journal root.",
+                r.usage.bytes,
+            );
+            w.gauge(
+                "switchyard_journal_root_segments",
+                "Segment files under the journal root.",
+                r.usage.segments,
+            );
+            w.gauge(
+                "switchyard_journal_root_runs",
+                "Run journals under the journal root.",
+                r.usage.runs,
+            );
+            if let Some(max) = r.limits.max_total_bytes {
+                w.gauge(
+                    "switchyard_journal_root_max_bytes",
+                    "Retention limit of the journal root (journal.max_total_mb).",
+                    max,
+                );
+            }
+            w.counter(
+                "switchyard_journal_retention_deleted_segments_total",
+                "Segments retention deleted from the journal root.",
+                r.deleted_segments,
+            );
+            w.counter(
+                "switchyard_journal_retention_deleted_runs_total",
+                "Run journals retention deleted from the journal root.",
+                r.deleted_runs,
             );
         }
     }

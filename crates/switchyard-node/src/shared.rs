@@ -23,6 +23,26 @@ pub struct JournalSummary {
     pub durable: u64,
 }
 
+/// The journal root (`journal.dir`, every run's journal under it) as retention last saw
+/// it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct JournalRootStatus {
+    /// The root directory.
+    pub dir: std::path::PathBuf,
+    /// What it holds.
+    pub usage: switchyard_journal::retention::RootUsage,
+    /// The limits.
+    pub limits: switchyard_journal::retention::RetentionLimits,
+    /// Segments retention deleted since the node started.
+    pub deleted_segments: u64,
+    /// Run directories retention deleted since the node started.
+    pub deleted_runs: u64,
+    /// Still over `max_total_mb` after the last pass (only open segments were left).
+    pub over_limit: bool,
+    /// The last pass's error, if it failed (e.g. a file it could not delete).
+    pub last_error: Option<String>,
+}
+
 /// Handles shared by the node's components and its operations API.
 pub struct NodeShared {
     /// The bus.
@@ -44,6 +64,8 @@ pub struct NodeShared {
     pub bridge: OnceLock<switchyard_nats::Bridge>,
     /// The journal, once open.
     pub journal: OnceLock<switchyard_journal::Journal>,
+    /// The journal root's usage and retention, once the journal is open.
+    pub journal_root: Mutex<Option<JournalRootStatus>>,
     /// The journal's final figures, once closed.
     pub journal_summary: Mutex<Option<JournalSummary>>,
     /// What the feed reported when it stopped.

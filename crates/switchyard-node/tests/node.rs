@@ -221,6 +221,37 @@ fn configuration_errors_name_the_entry_and_the_key() {
     }
 }
 
+#[test]
+fn journal_settings_are_checked_naming_the_key() {
+    let cases = [
+        ("max_total_gb = 1", "unknown field `max_total_gb`"),
+        (
+            "max_age = \"a week\"",
+            "journal.max_age: \"a week\" is not a duration",
+        ),
+        ("retry_ms = 0", "journal.retry_ms: must be at least 1"),
+        ("check_ms = 0", "journal.check_ms: must be at least 1"),
+    ];
+    for (line, want) in cases {
+        let err = Config::load_str(&format!("[journal]\n{line}\n")).expect_err(want);
+        let err = format!("{err:#}");
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+    }
+    let c = Config::load_str("[journal]\nmax_total_mb = 512\nmax_age = \"7d\"\n").unwrap();
+    assert_eq!(c.journal.max_total_mb, 512);
+    assert_eq!(
+        c.journal.max_age().unwrap(),
+        Some(std::time::Duration::from_secs(7 * 86_400))
+    );
+    // The defaults: no retention limit, halt on a write failure.
+    let d = Config::load_str("").unwrap();
+    assert_eq!(
+        (d.journal.max_total_mb, d.journal.max_age().unwrap()),
+        (0, None)
+    );
+    assert!(d.journal.halt_on_failure);
+}
+
 fn base_without_strategy(extra: &str) -> String {
     format!(
         "[journal]\nenabled = false\n[run]\nhttp = \"\"\n[[venue]]\nname = \"truefx\"\nkind = \"paper\"\nlatency_ms = 0\ntaker_fee_bps = 0\nmaker_fee_bps = 0\ntick = \"0.001\"\nlot = \"1\"\n[[venue]]\nname = \"binance-futures\"\nkind = \"paper\"\nlatency_ms = 0\ntaker_fee_bps = 0\nmaker_fee_bps = 0\ntick = \"0.01\"\nlot = \"0.001\"\n{extra}"
@@ -910,4 +941,40 @@ fn a_position_flatten_cannot_close_is_an_alert_naming_the_instrument() {
         .find(|t| t.topic == "switchyard.control.alert")
         .map(|t| t.published);
     assert_eq!(alerts, Some(1), "one alert, not one per event: {s}");
+}
+
+#[test]
+fn retention_at_start_deletes_runs_older_than_max_age_and_keeps_this_one() {
+    let root = tempfile::tempdir().unwrap();
+    // An old run: a closed journal whose segments were last written two days ago.
+    let old = root.path().join("20260101T000000Z-1");
+    let (j, _) =
+        switchyard_journal::Journal::open(switchyard_journal::JournalConfig::new(&old)).unwrap();
+    j.append(1, switchyard::Timestamp(1), "a.b", "k", b"x")
+        .unwrap();
+    j.close().unwrap();
+    drop(j); // releases its lock: a run whose lock is held is never deleted whole
+    for (_, p) in switchyard_journal::segment::list_segments(&old).unwrap() {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400))
+            .unwrap();
+    }
+    let mut cfg = config(MAC);
+    cfg.journal.max_age = "1d".into();
+    let run = root.path().join("20990101T000000Z-2");
+    let node = Node::builder(cfg).journal_dir(run.clone()).build().unwrap();
+    let shared = Arc::clone(node.shared());
+    let s = common::run(node);
+    assert!(!old.exists(), "the old run was not deleted");
+    assert!(switchyard_journal::verify(&run).unwrap().ok(), "{s}");
+    let st = shared.journal_root.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        (st.deleted_runs, st.deleted_segments, st.usage.runs),
+        (1, 1, 1),
+        "{st:?}"
+    );
+    assert_eq!(st.dir, root.path());
 }

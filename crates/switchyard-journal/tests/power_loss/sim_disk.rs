@@ -195,6 +195,11 @@ impl SimDisk {
         SimDisk(Arc::new(Mutex::new(copy)))
     }
 
+    /// The content of `path` as the running process sees it, if it exists.
+    pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        self.disk().files.get(path).map(|f| f.current.clone())
+    }
+
     /// Whether the armed power cut has happened.
     pub fn is_cut(&self) -> bool {
         let d = self.disk();
@@ -331,6 +336,15 @@ impl Storage for SimDisk {
             path: path.to_path_buf(),
             pos: f.current.len() as u64,
         }))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut d = self.disk();
+        SimDisk::op(&mut d)?;
+        d.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

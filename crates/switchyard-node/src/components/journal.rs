@@ -1,5 +1,11 @@
 //! `journal`: the run's durable journal as a service, and the journal settings of the
-//! configuration.
+//! configuration. While it runs it watches the journal: an outage (a failed write or
+//! fsync: full disk, I/O error) makes its health Degraded with the reason and, by
+//! default (`journal.halt_on_failure`), triggers the kill switch (scope all, halt): no
+//! trading without an audit trail. When the journal writes again the gap is logged and
+//! shown in `/status`. Retention (`journal.max_total_mb`, `journal.max_age`) runs over the
+//! journal root at start and every `journal.check_ms`, which also measures the root's
+//! usage for `/status` and `/metrics`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -7,12 +13,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use switchyard::Pattern;
 use switchyard::bus::Subscription;
-use switchyard::lifecycle::{BoxFuture, Component, ComponentContext, ComponentError};
+use switchyard::kill_switch::{Mode, Scope, TriggerRequest};
+use switchyard::lifecycle::{BoxFuture, Component, ComponentContext, ComponentError, Health};
+use switchyard_journal::retention::{self, RetentionLimits};
 use switchyard_journal::{Journal, JournalConfig, Recorder, SyncPolicy};
 
 use crate::catalog;
 use crate::config::Config;
-use crate::shared::{JournalSummary, NodeShared};
+use crate::shared::{JournalRootStatus, JournalSummary, NodeShared};
 
 /// `root/<UTC date and time>-<pid>`: a new directory per run.
 pub fn run_dir(root: &Path) -> PathBuf {
@@ -53,7 +61,40 @@ pub fn journal_config(cfg: &Config, dir: PathBuf) -> JournalConfig {
                 every: Duration::from_millis(j.group_ms),
             },
         },
+        retry_every: Duration::from_millis(j.retry_ms.max(1)),
         ..JournalConfig::default()
+    }
+}
+
+/// What the journal component does besides journaling: retention over the root, and
+/// what a write failure does.
+#[derive(Clone, Debug)]
+pub struct JournalPolicy {
+    /// The journal root: the run directory's parent.
+    pub root: PathBuf,
+    /// Retention limits of the root.
+    pub limits: RetentionLimits,
+    /// How often retention runs (and usage is measured).
+    pub check_every: Duration,
+    /// Trigger the kill switch (all, halt) when the journal cannot write.
+    pub halt_on_failure: bool,
+}
+
+impl JournalPolicy {
+    /// The `[journal]` settings, for the run directory `run_dir`.
+    pub fn from_config(cfg: &Config, run_dir: &Path) -> anyhow::Result<Self> {
+        let j = &cfg.journal;
+        Ok(JournalPolicy {
+            root: run_dir
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            limits: RetentionLimits {
+                max_total_bytes: (j.max_total_mb > 0).then(|| j.max_total_mb * 1024 * 1024),
+                max_age: j.max_age()?,
+            },
+            check_every: Duration::from_millis(j.check_ms.max(1)),
+            halt_on_failure: j.halt_on_failure,
+        })
     }
 }
 
@@ -63,16 +104,23 @@ pub fn journal_config(cfg: &Config, dir: PathBuf) -> JournalConfig {
 pub struct JournalComponent {
     config: JournalConfig,
     patterns: Vec<String>,
+    policy: JournalPolicy,
     shared: Arc<NodeShared>,
     subs: Mutex<Vec<Subscription>>,
 }
 
 impl JournalComponent {
-    /// A journal with `config`, recording `patterns`.
-    pub fn new(config: JournalConfig, patterns: Vec<String>, shared: Arc<NodeShared>) -> Self {
+    /// A journal with `config`, recording `patterns`, watched as `policy` says.
+    pub fn new(
+        config: JournalConfig,
+        patterns: Vec<String>,
+        policy: JournalPolicy,
+        shared: Arc<NodeShared>,
+    ) -> Self {
         JournalComponent {
             config,
             patterns,
+            policy,
             shared,
             subs: Mutex::new(Vec::new()),
         }
@@ -87,6 +135,13 @@ impl JournalComponent {
 impl Component for JournalComponent {
     fn name(&self) -> &str {
         "journal"
+    }
+
+    fn health(&self) -> Health {
+        match self.shared.journal.get().and_then(Journal::outage) {
+            Some(o) => Health::Degraded(o.to_string()),
+            None => Health::Healthy,
+        }
     }
 
     fn stop_deadline(&self) -> Option<Duration> {
@@ -112,7 +167,26 @@ impl Component for JournalComponent {
             }
             subs.push(recorder.record_control().map_err(ComponentError::new)?);
             *self.subs.lock().unwrap_or_else(|e| e.into_inner()) = subs;
-            let _ = self.shared.journal.set(journal);
+            let _ = self.shared.journal.set(journal.clone());
+            let shared = Arc::clone(&self.shared);
+            let policy = self.policy.clone();
+            let run = self.config.dir.clone();
+            enforce_retention(&shared, &policy, &run).await;
+            {
+                let (shared, policy, journal) = (Arc::clone(&shared), policy.clone(), journal);
+                ctx.spawn("watch", move || {
+                    let (shared, policy, journal, run) = (
+                        Arc::clone(&shared),
+                        policy.clone(),
+                        journal.clone(),
+                        run.clone(),
+                    );
+                    async move {
+                        watch(&shared, &policy, &journal, &run).await;
+                        Ok(())
+                    }
+                });
+            }
             tracing::info!(dir = %self.config.dir.display(), "journal: recording");
             Ok(())
         })
@@ -139,5 +213,89 @@ impl Component for JournalComponent {
             });
             Ok(())
         })
+    }
+}
+
+/// Act on outages at once (health is read from the journal itself) and run retention every
+/// `check_every`.
+async fn watch(shared: &Arc<NodeShared>, policy: &JournalPolicy, journal: &Journal, run: &Path) {
+    let mut outage = journal.watch_outage();
+    let mut tick = tokio::time::interval(policy.check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is now: retention ran at start
+    let mut gaps_seen = journal.gaps().len();
+    loop {
+        tokio::select! {
+            changed = outage.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let down = *outage.borrow_and_update();
+                if down {
+                    on_outage(shared, policy, journal);
+                } else {
+                    let gaps = journal.gaps();
+                    for g in gaps.iter().skip(gaps_seen) {
+                        tracing::warn!(gap = %g, "journal: writing again");
+                    }
+                    gaps_seen = gaps.len();
+                }
+            }
+            _ = tick.tick() => enforce_retention(shared, policy, run).await,
+        }
+    }
+}
+
+fn on_outage(shared: &NodeShared, policy: &JournalPolicy, journal: &Journal) {
+    let reason = journal
+        .outage()
+        .map_or_else(|| "journal write failed".to_owned(), |o| o.reason);
+    tracing::error!(%reason, halt = policy.halt_on_failure, "journal: cannot write");
+    if policy.halt_on_failure {
+        shared.kill_switch.trigger(TriggerRequest::new(
+            Scope::All,
+            Mode::Halt,
+            format!("journal cannot write (no trading without an audit trail): {reason}"),
+            "journal",
+        ));
+    }
+}
+
+/// One retention pass over the root (on a blocking thread); updates the root's status.
+pub async fn enforce_retention(shared: &Arc<NodeShared>, policy: &JournalPolicy, run: &Path) {
+    let (root, limits, run) = (policy.root.clone(), policy.limits, run.to_path_buf());
+    let result = tokio::task::spawn_blocking(move || {
+        retention::enforce(&root, Some(&run), &limits, SystemTime::now())
+    })
+    .await;
+    let mut status = shared
+        .journal_root
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let st = status.get_or_insert_with(|| JournalRootStatus {
+        dir: policy.root.clone(),
+        limits: policy.limits,
+        ..JournalRootStatus::default()
+    });
+    match result {
+        Ok(Ok(r)) => {
+            st.usage = r.after;
+            st.deleted_segments += r.deleted_segments.len() as u64;
+            st.deleted_runs += r.deleted_runs.len() as u64;
+            st.over_limit = r.over_limit;
+            st.last_error = None;
+            if r.over_limit {
+                tracing::warn!(
+                    root = %policy.root.display(),
+                    bytes = r.after.bytes,
+                    "journal retention: over max_total_mb with only open segments left"
+                );
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "journal retention failed");
+            st.last_error = Some(e.to_string());
+        }
+        Err(e) => st.last_error = Some(format!("retention task: {e}")),
     }
 }
