@@ -475,12 +475,12 @@ impl App {
                 } else {
                     print!("{summary}");
                 }
-                let identical = summary
+                let holds = summary
                     .replay
                     .as_ref()
                     .and_then(|r| r.parity.as_ref())
-                    .is_some_and(|p| p.identical);
-                if expect_parity && !identical {
+                    .is_some_and(|p| p.holds());
+                if expect_parity && !holds {
                     1
                 } else {
                     summary.exit_code

@@ -11,18 +11,38 @@ use crate::catalog::DECISIONS;
 /// Orders, rejections and executions as their journal bytes, per kind, in order.
 pub type Decisions = BTreeMap<&'static str, Vec<(String, Vec<u8>)>>;
 
-/// The decisions recorded in a journal.
-pub fn recorded(path: &Path) -> Result<Decisions, switchyard_journal::JournalError> {
-    let mut d = Decisions::new();
+/// What a journal recorded: its decisions, and whether its run shut down (a crashed run
+/// leaves no shutdown record).
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    /// The decisions, per kind, in order.
+    pub decisions: Decisions,
+    /// Whether the journal holds the run's shutdown control event.
+    pub shut_down: bool,
+}
+
+/// The control topic of the shutdown event, as the journal records it.
+const SHUTDOWN_TOPIC: &str = "switchyard.control.shutdown";
+
+/// The decisions recorded in a journal, and whether the run shut down.
+pub fn recorded(path: &Path) -> Result<Recorded, switchyard_journal::JournalError> {
+    let mut r = Recorded::default();
     let reader = JournalReader::open(path)?;
     for rec in reader.records(ReadFilter::default()) {
         let rec = rec?;
+        if rec.topic == SHUTDOWN_TOPIC {
+            r.shut_down = true;
+            continue;
+        }
         let Some(&(_, kind)) = DECISIONS.iter().find(|(_, k)| *k == rec.kind) else {
             continue;
         };
-        d.entry(kind).or_default().push((rec.topic, rec.payload));
+        r.decisions
+            .entry(kind)
+            .or_default()
+            .push((rec.topic, rec.payload));
     }
-    Ok(d)
+    Ok(r)
 }
 
 /// How a replay's decisions compare with the journal's.
@@ -30,6 +50,14 @@ pub fn recorded(path: &Path) -> Result<Decisions, switchyard_journal::JournalErr
 pub struct Parity {
     /// True if every kind has the same events in the same order.
     pub identical: bool,
+    /// Whether the journal's run shut down (else it crashed or was killed).
+    pub shut_down: bool,
+    /// Not identical, but the run did not shut down and, for every kind, what it recorded
+    /// is exactly the start of what the replay made: the rest were decisions in flight
+    /// (made, not yet journaled) when the process died — the journal's market data can be
+    /// durable a moment before the orders it caused. A run that shut down drains every
+    /// decision into its journal, so there only `identical` passes.
+    pub prefix: bool,
     /// Per kind: recorded count, replayed count, first differing position.
     pub kinds: BTreeMap<&'static str, KindParity>,
 }
@@ -43,26 +71,93 @@ pub struct KindParity {
     pub replayed: usize,
     /// Index of the first event that differs (or where one list ends early).
     pub first_difference: Option<usize>,
+    /// Replayed beyond the recorded ones, when those are a prefix (see [`Parity::prefix`]).
+    pub in_flight: usize,
 }
 
 /// Compares kind by kind, event by event (topic and bytes).
-pub fn compare(recorded: &Decisions, replayed: &Decisions) -> Parity {
+pub fn compare(recorded: &Recorded, replayed: &Decisions) -> Parity {
     let mut kinds = BTreeMap::new();
+    let mut prefix = !recorded.shut_down;
     for (_, kind) in DECISIONS {
-        let a = recorded.get(kind).map_or(&[][..], Vec::as_slice);
+        let a = recorded.decisions.get(kind).map_or(&[][..], Vec::as_slice);
         let b = replayed.get(kind).map_or(&[][..], Vec::as_slice);
         let first_difference = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i));
+        // A prefix: the lists agree wherever the recorded one has an event.
+        let is_prefix = first_difference.is_none_or(|i| i >= a.len());
+        prefix &= is_prefix;
         kinds.insert(
             kind,
             KindParity {
                 recorded: a.len(),
                 replayed: b.len(),
                 first_difference,
+                in_flight: if is_prefix { b.len() - a.len() } else { 0 },
             },
         );
     }
+    let identical = kinds.values().all(|k| k.first_difference.is_none());
     Parity {
-        identical: kinds.values().all(|k| k.first_difference.is_none()),
+        identical,
+        shut_down: recorded.shut_down,
+        prefix: prefix && !identical,
         kinds,
+    }
+}
+
+impl Parity {
+    /// Identical, or a crashed run's recorded decisions a prefix of the replay's.
+    pub fn holds(&self) -> bool {
+        self.identical || self.prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decisions(orders: &[&str]) -> Decisions {
+        let mut d = Decisions::new();
+        d.insert(
+            "order_request",
+            orders
+                .iter()
+                .map(|o| ("orders.request.s".to_string(), o.as_bytes().to_vec()))
+                .collect(),
+        );
+        d
+    }
+
+    #[test]
+    fn a_crashed_runs_decisions_may_trail_the_replay_but_never_differ() {
+        let crashed = |orders: &[&str]| Recorded {
+            decisions: decisions(orders),
+            shut_down: false,
+        };
+        let replayed = decisions(&["a", "b", "c"]);
+        let p = compare(&crashed(&["a", "b"]), &replayed);
+        assert!(!p.identical && p.prefix && p.holds(), "{p:?}");
+        assert_eq!(p.kinds["order_request"].in_flight, 1);
+        // A recorded decision the replay does not make, or makes otherwise: never holds.
+        let p = compare(&crashed(&["a", "x"]), &replayed);
+        assert!(!p.prefix && !p.holds(), "{p:?}");
+        let p = compare(&crashed(&["a", "b", "c", "d"]), &replayed);
+        assert!(
+            !p.prefix && !p.holds(),
+            "more recorded than replayed: {p:?}"
+        );
+        let p = compare(&crashed(&["a", "b", "c"]), &replayed);
+        assert!(p.identical && !p.prefix && p.holds());
+    }
+
+    #[test]
+    fn a_run_that_shut_down_must_match_exactly() {
+        let done = Recorded {
+            decisions: decisions(&["a", "b"]),
+            shut_down: true,
+        };
+        let p = compare(&done, &decisions(&["a", "b", "c"]));
+        assert!(!p.prefix && !p.holds(), "{p:?}");
+        assert!(p.shut_down);
     }
 }

@@ -168,6 +168,9 @@ impl fmt::Display for RunSummary {
                         "parity with the journal: {}",
                         if p.identical {
                             "identical"
+                        } else if p.prefix {
+                            "the journal's decisions are a prefix of the replay's (the run did \
+                             not shut down: the rest were in flight when it died)"
                         } else {
                             "DIFFERENT"
                         }
