@@ -52,11 +52,14 @@ pub struct Parity {
     pub identical: bool,
     /// Whether the journal's run shut down (else it crashed or was killed).
     pub shut_down: bool,
-    /// Not identical, but the run did not shut down and, for every kind, what it recorded
-    /// is exactly the start of what the replay made: the rest were decisions in flight
-    /// (made, not yet journaled) when the process died — the journal's market data can be
-    /// durable a moment before the orders it caused. A run that shut down drains every
-    /// decision into its journal, so there only `identical` passes.
+    /// Not identical, but the run did not shut down and, for every kind, one list is
+    /// exactly the start of the other. When the process died, the journal's market data
+    /// and its decisions (separate subscriptions) could each be a moment ahead: decisions
+    /// made but not yet journaled (`in_flight`: the replay has more), or decisions
+    /// journaled whose market data was not (`unverified`: the journal has more, and
+    /// nothing can replay them). Every decision both have is the same, in order. A run
+    /// that shut down drains everything into its journal, so there only `identical`
+    /// passes.
     pub prefix: bool,
     /// Per kind: recorded count, replayed count, first differing position.
     pub kinds: BTreeMap<&'static str, KindParity>,
@@ -73,6 +76,8 @@ pub struct KindParity {
     pub first_difference: Option<usize>,
     /// Replayed beyond the recorded ones, when those are a prefix (see [`Parity::prefix`]).
     pub in_flight: usize,
+    /// Recorded beyond the replayed ones, when those are a prefix (see [`Parity::prefix`]).
+    pub unverified: usize,
 }
 
 /// Compares kind by kind, event by event (topic and bytes).
@@ -83,16 +88,25 @@ pub fn compare(recorded: &Recorded, replayed: &Decisions) -> Parity {
         let a = recorded.decisions.get(kind).map_or(&[][..], Vec::as_slice);
         let b = replayed.get(kind).map_or(&[][..], Vec::as_slice);
         let first_difference = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i));
-        // A prefix: the lists agree wherever the recorded one has an event.
-        let is_prefix = first_difference.is_none_or(|i| i >= a.len());
+        // One a prefix of the other: they agree wherever both have an event.
+        let is_prefix = first_difference.is_none_or(|i| i >= a.len().min(b.len()));
         prefix &= is_prefix;
+        let (in_flight, unverified) = if is_prefix {
+            (
+                b.len().saturating_sub(a.len()),
+                a.len().saturating_sub(b.len()),
+            )
+        } else {
+            (0, 0)
+        };
         kinds.insert(
             kind,
             KindParity {
                 recorded: a.len(),
                 replayed: b.len(),
                 first_difference,
-                in_flight: if is_prefix { b.len() - a.len() } else { 0 },
+                in_flight,
+                unverified,
             },
         );
     }
@@ -106,7 +120,7 @@ pub fn compare(recorded: &Recorded, replayed: &Decisions) -> Parity {
 }
 
 impl Parity {
-    /// Identical, or a crashed run's recorded decisions a prefix of the replay's.
+    /// Identical, or a crashed run's decisions and the replay's agreeing on all they share.
     pub fn holds(&self) -> bool {
         self.identical || self.prefix
     }
@@ -141,11 +155,14 @@ mod tests {
         // A recorded decision the replay does not make, or makes otherwise: never holds.
         let p = compare(&crashed(&["a", "x"]), &replayed);
         assert!(!p.prefix && !p.holds(), "{p:?}");
+        // More recorded than replayed (their market data did not reach the journal):
+        // holds, and says how many could not be checked.
         let p = compare(&crashed(&["a", "b", "c", "d"]), &replayed);
-        assert!(
-            !p.prefix && !p.holds(),
-            "more recorded than replayed: {p:?}"
-        );
+        assert!(p.prefix && p.holds(), "{p:?}");
+        assert_eq!(p.kinds["order_request"].unverified, 1);
+        assert_eq!(p.kinds["order_request"].in_flight, 0);
+        let p = compare(&crashed(&["a", "x", "c", "d"]), &replayed);
+        assert!(!p.prefix && !p.holds(), "{p:?}");
         let p = compare(&crashed(&["a", "b", "c"]), &replayed);
         assert!(p.identical && !p.prefix && p.holds());
     }

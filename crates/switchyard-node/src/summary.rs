@@ -169,8 +169,8 @@ impl fmt::Display for RunSummary {
                         if p.identical {
                             "identical"
                         } else if p.prefix {
-                            "the journal's decisions are a prefix of the replay's (the run did \
-                             not shut down: the rest were in flight when it died)"
+                            "holds on every decision both have (the run did not shut down: \
+                             see in flight / unverified)"
                         } else {
                             "DIFFERENT"
                         }
@@ -182,6 +182,11 @@ impl fmt::Display for RunSummary {
                             k.recorded, k.replayed
                         )?;
                         match k.first_difference {
+                            Some(_) if p.prefix => writeln!(
+                                f,
+                                "  in flight {}  unverified {}",
+                                k.in_flight, k.unverified
+                            )?,
                             Some(i) => writeln!(f, "  first difference at #{i}")?,
                             None => writeln!(f)?,
                         }
