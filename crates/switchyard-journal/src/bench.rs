@@ -41,14 +41,19 @@ fn eps(events: u64, d: Duration) -> f64 {
     events as f64 / d.as_secs_f64().max(1e-9)
 }
 
-/// Append `events` records of `payload_len` payload bytes from one thread under group
-/// commit (fsync every 1,000 events or 1 ms), including the final close (write + fsync).
-pub fn append_group_commit(dir: &Path, events: u64, payload_len: usize) -> f64 {
+/// A journal in `dir` under group commit: fsync every 1,000 events or 1 ms.
+fn open_group_commit(dir: &Path) -> Journal {
     let cfg = JournalConfig::new(dir).sync(SyncPolicy::Group {
         every_events: 1000,
         every: Duration::from_millis(1),
     });
-    let (j, _) = Journal::open(cfg).expect("open journal");
+    Journal::open(cfg).expect("open journal").0
+}
+
+/// Append `events` records of `payload_len` payload bytes from one thread under group
+/// commit (fsync every 1,000 events or 1 ms), including the final close (write + fsync).
+pub fn append_group_commit(dir: &Path, events: u64, payload_len: usize) -> f64 {
+    let j = open_group_commit(dir);
     let payload = bench_payload(payload_len);
     let start = Instant::now();
     for i in 0..events {
@@ -69,11 +74,7 @@ pub fn append_group_commit(dir: &Path, events: u64, payload_len: usize) -> f64 {
 /// `events` calls timed on its own, p50 / p99 / p99.9 in µs (the clock reads add a few
 /// tens of ns to each; the call hands the frame to the writer and returns).
 pub fn append_latency_group_commit(dir: &Path, events: u64, payload_len: usize) -> (f64, f64, f64) {
-    let cfg = JournalConfig::new(dir).sync(SyncPolicy::Group {
-        every_events: 1000,
-        every: Duration::from_millis(1),
-    });
-    let (j, _) = Journal::open(cfg).expect("open journal");
+    let j = open_group_commit(dir);
     let payload = bench_payload(payload_len);
     let mut h = switchyard::bus::NanoHistogram::new();
     for i in 0..events {

@@ -178,18 +178,8 @@ pub async fn bus_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
     // The producer is an OS thread, as a feed's network thread would be: a task that
     // spins between events would keep the woken subscriber off its worker thread.
     let handle = tokio::runtime::Handle::current();
-    let producer = std::thread::spawn(move || {
-        let start = clock.now().as_nanos();
-        let gap = rate.map(|r| 1_000_000_000 / r.max(1)).unwrap_or(0);
-        for i in 0..n {
-            if gap > 0 {
-                let due = start + i * gap;
-                while clock.now().as_nanos() < due {
-                    std::hint::spin_loop();
-                }
-            }
-            handle.block_on(p.publish(tick(i))).expect("bus open");
-        }
+    let producer = paced_producer(clock, n, rate, move |i, _| {
+        handle.block_on(p.publish(tick(i))).expect("bus open");
     });
     sink.done.notified().await;
     producer.join().expect("producer");
@@ -227,7 +217,27 @@ pub async fn mpsc_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
         h.summary()
     });
     let handle = tokio::runtime::Handle::current();
-    let producer = std::thread::spawn(move || {
+    let producer = paced_producer(clock, n, rate, move |i, sent| {
+        handle
+            .block_on(tx.send((sent, tick(i))))
+            .expect("receiver open");
+    });
+    let s = consumer.await.expect("consumer");
+    producer.join().expect("producer");
+    let us = |ns: u64| ns as f64 / 1_000.0;
+    (us(s.p50_ns), us(s.p99_ns), us(s.p999_ns))
+}
+
+/// The latency benchmarks' producer: an OS thread (as a feed's network thread would be)
+/// that spins on the clock until each event is due at `rate` (or never waits when
+/// `None`), then calls `send(i, now_ns)`.
+fn paced_producer(
+    clock: Arc<LiveClock>,
+    n: u64,
+    rate: Option<u64>,
+    mut send: impl FnMut(u64, u64) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
         let start = clock.now().as_nanos();
         let gap = rate.map(|r| 1_000_000_000 / r.max(1)).unwrap_or(0);
         for i in 0..n {
@@ -237,16 +247,9 @@ pub async fn mpsc_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
                     std::hint::spin_loop();
                 }
             }
-            let sent = clock.now().as_nanos();
-            handle
-                .block_on(tx.send((sent, tick(i))))
-                .expect("receiver open");
+            send(i, clock.now().as_nanos());
         }
-    });
-    let s = consumer.await.expect("consumer");
-    producer.join().expect("producer");
-    let us = |ns: u64| ns as f64 / 1_000.0;
-    (us(s.p50_ns), us(s.p99_ns), us(s.p999_ns))
+    })
 }
 
 /// All bus figures, in the order the README lists them.
