@@ -951,3 +951,24 @@ fn policy_triggers_feed_the_kill_switch() {
     assert_eq!(ks.check(&T), GateState::Flatten);
     assert_eq!(ks.audit()[0].source_or_who, "kill-policy/loss-limit");
 }
+
+#[test]
+fn configured_rules_names_each_rule_set_once_in_field_order() {
+    assert!(KillPolicyConfig::default().configured_rules().is_empty());
+    let rule = LossLimitRule {
+        watch: Scope::All,
+        max_loss: 1,
+        scope: None,
+        mode: Mode::Halt,
+    };
+    let cfg = KillPolicyConfig {
+        loss_limits: vec![rule.clone(), rule],
+        escalation: Some(EscalationRule {
+            components: vec![],
+            scope: Scope::All,
+            mode: Mode::Halt,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(cfg.configured_rules(), vec!["loss_limits", "escalation"]);
+}
