@@ -20,17 +20,6 @@ use common::*;
 const EVENTS: &str = "100000";
 const KILLS: u32 = 20;
 
-fn outcome(s: &serde_json::Value) -> serde_json::Value {
-    let e = &s["engine"];
-    serde_json::json!({
-        "orders": e["stats"]["orders"],
-        "fills": e["stats"]["fills"],
-        "rejections": e["stats"]["rejections"],
-        "positions": e["positions"],
-        "total_pnl": e["total_pnl"],
-    })
-}
-
 fn sim(c: &mut std::process::Command, rate: &str) {
     c.env("SWITCHYARD__SIM__LIMIT", EVENTS)
         .env("SWITCHYARD__SIM__RATE", rate)

@@ -8,17 +8,6 @@ use switchyard_nats::testing::NatsServer;
 mod common;
 use common::*;
 
-fn outcome(s: &serde_json::Value) -> serde_json::Value {
-    let e = &s["engine"];
-    serde_json::json!({
-        "orders": e["stats"]["orders"],
-        "fills": e["stats"]["fills"],
-        "rejections": e["stats"]["rejections"],
-        "positions": e["positions"],
-        "total_pnl": e["total_pnl"],
-    })
-}
-
 fn run_args<'a>(feed: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "--quiet",

@@ -42,6 +42,19 @@ pub fn summary_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("summary JSON: {e}\n{stdout}"))
 }
 
+/// What a run decided, from its summary: orders, fills, rejections, positions and P&L
+/// (the figures two runs on the same data must agree on).
+pub fn outcome(s: &serde_json::Value) -> serde_json::Value {
+    let e = &s["engine"];
+    serde_json::json!({
+        "orders": e["stats"]["orders"],
+        "fills": e["stats"]["fills"],
+        "rejections": e["stats"]["rejections"],
+        "positions": e["positions"],
+        "total_pnl": e["total_pnl"],
+    })
+}
+
 /// A child process killed (SIGKILL) if the test fails before it is waited for, so a
 /// failing test leaves no process behind.
 pub struct ChildGuard(Option<std::process::Child>);
