@@ -1,0 +1,344 @@
+//! The exporter: local bus events to NATS (core, or JetStream with acks and retries).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::{Client, HeaderMap, Subject};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+use switchyard::bus::{Handler, HandlerError, HandlerResult};
+use switchyard::{Envelope, Topic};
+use tokio::sync::mpsc;
+
+use super::{
+    loop_guard::LoopGuard,
+    stats::{Counters, inc},
+};
+use crate::wire;
+
+/// One event on its way to NATS.
+pub(super) struct Outgoing {
+    pub(super) subject: Subject,
+    pub(super) payload: Bytes,
+    /// Built for the first attempt; a retry builds the same headers again (same
+    /// `Nats-Msg-Id`), so the first attempt needs no copy.
+    pub(super) headers: Option<HeaderMap>,
+    pub(super) kind: &'static str,
+    pub(super) seq: u64,
+    pub(super) ts: u64,
+}
+
+impl Outgoing {
+    pub(super) fn take_headers(&mut self, origin: &str) -> HeaderMap {
+        self.headers
+            .take()
+            .unwrap_or_else(|| wire::headers(origin, self.kind, self.seq, self.ts))
+    }
+}
+
+pub(super) struct ExportShared {
+    pub(super) prefix: String,
+    pub(super) origin: String,
+    pub(super) guard: Arc<LoopGuard>,
+    pub(super) guard_enabled: bool,
+    pub(super) counters: Arc<Counters>,
+}
+
+/// Payloads are serialized into one growing buffer and split off it, so that many share
+/// one allocation (freed once the last of them is sent or acked).
+pub(super) const PAYLOAD_BLOCK: usize = 64 * 1024;
+
+pub(super) struct ExportHandler {
+    pub(super) kind: &'static str,
+    pub(super) tx: mpsc::Sender<Outgoing>,
+    pub(super) shared: Arc<ExportShared>,
+    pub(super) subjects: HashMap<Topic, Subject>,
+    pub(super) buf: BytesMut,
+}
+
+impl ExportHandler {
+    pub(super) fn prepare<T: Serialize>(
+        &mut self,
+        ev: &Envelope<T>,
+    ) -> Result<Option<Outgoing>, HandlerError> {
+        let sh = &self.shared;
+        if sh.guard_enabled && sh.guard.take(ev.seq) {
+            inc(&sh.counters.echo_suppressed);
+            return Ok(None);
+        }
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(PAYLOAD_BLOCK);
+        }
+        let written = serde_json::to_writer((&mut self.buf).writer(), ev.payload());
+        if let Err(e) = written {
+            self.buf.clear();
+            return Err(HandlerError::msg(format!(
+                "cannot serialize {} event on {} for NATS: {e}",
+                self.kind, ev.topic
+            )));
+        }
+        let payload = self.buf.split().freeze();
+        let subject = self
+            .subjects
+            .entry(ev.topic)
+            .or_insert_with(|| {
+                Subject::from(if sh.prefix.is_empty() {
+                    ev.topic.as_str().to_owned()
+                } else {
+                    format!("{}.{}", sh.prefix, ev.topic)
+                })
+            })
+            .clone();
+        let ts = ev.ts.as_nanos();
+        Ok(Some(Outgoing {
+            subject,
+            headers: Some(wire::headers(&sh.origin, self.kind, ev.seq, ts)),
+            payload,
+            kind: self.kind,
+            seq: ev.seq,
+            ts,
+        }))
+    }
+}
+
+impl<T: Serialize + Send + Sync + 'static> Handler<T> for ExportHandler {
+    fn handle(&mut self, ev: &Envelope<T>) -> impl Future<Output = HandlerResult> + Send {
+        let prepared = self.prepare(ev);
+        let tx = &self.tx;
+        let counters = &self.shared.counters;
+        async move {
+            if let Some(out) = prepared? {
+                counters.outstanding.fetch_add(1, Ordering::SeqCst);
+                if tx.send(out).await.is_err() {
+                    counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    return Err(HandlerError::msg("NATS bridge exporter stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Most events the exporter takes from its buffer per wake-up.
+pub(super) const EXPORT_BATCH: usize = 256;
+
+pub(super) async fn run_core_exporter(
+    client: Client,
+    mut rx: mpsc::Receiver<Outgoing>,
+    counters: Arc<Counters>,
+    origin: Arc<str>,
+) {
+    let mut batch = Vec::with_capacity(EXPORT_BATCH);
+    while rx.recv_many(&mut batch, EXPORT_BATCH).await > 0 {
+        for mut o in batch.drain(..) {
+            let headers = o.take_headers(&origin);
+            match client
+                .publish_with_headers(o.subject.clone(), headers, o.payload)
+                .await
+            {
+                Ok(()) => inc(&counters.published),
+                Err(e) => {
+                    inc(&counters.publish_errors);
+                    tracing::warn!(subject = %o.subject, error = %e, "NATS publish failed; event lost (core mode)");
+                }
+            }
+            counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+pub(super) type AckResult =
+    Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
+
+/// A publish awaiting its ack, with the message (to send again if the ack fails).
+pub(super) struct Pending {
+    pub(super) out: Option<Outgoing>,
+    pub(super) ack: BoxFuture<'static, AckResult>,
+}
+
+impl Future for Pending {
+    type Output = (Outgoing, AckResult);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let r = std::task::ready!(self.ack.as_mut().poll(cx));
+        let out = self.out.take().expect("Pending polled after completion");
+        std::task::Poll::Ready((out, r))
+    }
+}
+
+pub(super) fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis((20u64 << attempt.min(6)).min(1000))
+}
+
+/// Can this publish error never turn into success by retrying?
+pub(super) fn is_permanent(e: &jetstream::context::PublishError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::PublishErrorKind::MaxPayloadExceeded
+    )
+}
+
+/// Drop a message the server will never take (at-least-once does not apply to it).
+pub(super) fn reject(counters: &Counters, o: &Outgoing, e: &jetstream::context::PublishError) {
+    inc(&counters.publish_rejected);
+    counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+    tracing::error!(
+        subject = %o.subject,
+        seq = o.seq,
+        kind = o.kind,
+        bytes = o.payload.len(),
+        error = %e,
+        "JetStream publish can never succeed; event dropped"
+    );
+}
+
+/// Messages waiting to be published again, in order, after a failed send or ack.
+pub(super) struct Retries {
+    pub(super) queue: VecDeque<Outgoing>,
+    /// When the next attempt may go.
+    pub(super) at: tokio::time::Instant,
+    /// Consecutive failures: the backoff grows with them.
+    pub(super) attempt: u32,
+}
+
+impl Retries {
+    /// `o` failed with `e` (`what` happened): count it and schedule it again, at the
+    /// front of the queue when it was the queue's head, else behind it.
+    pub(super) fn failed(
+        &mut self,
+        counters: &Counters,
+        o: Outgoing,
+        e: &jetstream::context::PublishError,
+        front: bool,
+        what: &'static str,
+    ) {
+        inc(&counters.publish_retries);
+        counters.publish_failed(e);
+        tracing::debug!(subject = %o.subject, error = %e, "JetStream publish {what}; will retry");
+        if front {
+            self.queue.push_front(o);
+        } else {
+            self.queue.push_back(o);
+        }
+        self.at = tokio::time::Instant::now() + retry_backoff(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+    }
+}
+
+pub(super) async fn run_js_exporter(
+    js: jetstream::Context,
+    mut rx: mpsc::Receiver<Outgoing>,
+    counters: Arc<Counters>,
+    max_in_flight: usize,
+    origin: Arc<str>,
+) {
+    let max_in_flight = max_in_flight.max(1);
+    let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut retry = Retries {
+        queue: VecDeque::new(),
+        at: tokio::time::Instant::now(),
+        attempt: 0,
+    };
+    let mut closed = false;
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(EXPORT_BATCH);
+
+    // Sends one message (same headers, hence same Nats-Msg-Id, on every attempt).
+    pub(super) async fn send(
+        js: &jetstream::Context,
+        origin: &str,
+        mut o: Outgoing,
+    ) -> Result<Pending, (Outgoing, jetstream::context::PublishError)> {
+        let publish = PublishMessage::build()
+            .payload(o.payload.clone())
+            .headers(o.take_headers(origin));
+        match js.send_publish(o.subject.clone(), publish).await {
+            Ok(fut) => Ok(Pending {
+                out: Some(o),
+                ack: fut.into_future(),
+            }),
+            Err(e) => Err((o, e)),
+        }
+    }
+
+    loop {
+        if closed && inflight.is_empty() && retry.queue.is_empty() {
+            break;
+        }
+        let room = max_in_flight.saturating_sub(inflight.len());
+        tokio::select! {
+            biased;
+            Some((o, res)) = inflight.next(), if !inflight.is_empty() => match res {
+                Ok(ack) => {
+                    inc(&counters.publish_acked);
+                    if ack.duplicate {
+                        inc(&counters.server_duplicates);
+                    }
+                    retry.attempt = 0;
+                    counters.publish_succeeded();
+                    counters.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(e) => retry.failed(&counters, o, &e, false, "not acked"),
+            },
+            _ = tokio::time::sleep_until(retry.at), if room > 0 && !retry.queue.is_empty() => {
+                if let Some(o) = retry.queue.pop_front() {
+                    match send(&js, &origin, o).await {
+                        Ok(f) => inflight.push(f),
+                        Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
+                        Err((o, e)) => retry.failed(&counters, o, &e, true, "failed"),
+                    }
+                }
+            },
+            n = rx.recv_many(&mut batch, room.min(EXPORT_BATCH)), if room > 0 && retry.queue.is_empty() && !closed => {
+                if n == 0 {
+                    closed = true;
+                }
+                for o in batch.drain(..) {
+                    inc(&counters.published);
+                    if !retry.queue.is_empty() {
+                        // An earlier one of this batch failed: keep the order.
+                        retry.queue.push_back(o);
+                        continue;
+                    }
+                    match send(&js, &origin, o).await {
+                        Ok(f) => inflight.push(f),
+                        Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
+                        Err((o, e)) => retry.failed(&counters, o, &e, false, "failed"),
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn retry_sends_the_same_headers() {
+        let mut o = Outgoing {
+            subject: Subject::from("sy.a"),
+            payload: Bytes::from_static(b"{}"),
+            headers: Some(wire::headers("n@0123456789abcdef", "k", 42, 7)),
+            kind: "k",
+            seq: 42,
+            ts: 7,
+        };
+        let first = o.take_headers("n@0123456789abcdef");
+        let again = o.take_headers("n@0123456789abcdef");
+        assert_eq!(first, again);
+        assert_eq!(
+            wire::get(Some(&again), wire::MSG_ID),
+            Some("n@0123456789abcdef:42")
+        );
+    }
+}
