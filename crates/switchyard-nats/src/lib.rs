@@ -46,8 +46,12 @@
 //!   local bus once *within one importer's memory*; a redelivery to a freshly started
 //!   importer (e.g. after an ack was lost) can repeat an event: at-least-once, not
 //!   exactly-once. Order is kept in normal operation; after a failed or timed-out
-//!   publish ack the retried message can be stored after later ones (the importer does
-//!   not reorder). Publishes that keep failing while connected (stream deleted, stream
+//!   publish ack the retried message can be stored after later ones, and the importer
+//!   resequences each lane (origin, kind, export pattern) by `Switchyard-Lane-Seq`,
+//!   holding what follows a gap, unacked, for at most `reorder_wait`
+//!   ([`BridgeStats::resequenced`], [`BridgeStats::gaps_skipped`]). While disconnected
+//!   the exporter sends nothing, and on reconnecting it sends every publish not yet acked
+//!   again at once, in order. Publishes that keep failing while connected (stream deleted, stream
 //!   limits) are retried forever and make [`Bridge::health`] `Degraded` after 5 s; a
 //!   message larger than the server's `max_payload` can never be stored and is dropped
 //!   with an error log ([`BridgeStats::publish_rejected`]).
@@ -96,6 +100,8 @@
 //! | `Switchyard-Origin` | `<node>@<boot id>`: the configured origin (node name) and a 16-hex-digit id drawn at each start, so sequence numbers of different runs never collide |
 //! | `Switchyard-Seq` | the event's sequence number on the publishing bus (decimal) |
 //! | `Switchyard-Ts` | the event's publish time on the publishing bus, ns since the Unix epoch (decimal) |
+//! | `Switchyard-Lane` | the exporting subscription's subject pattern: with origin and kind, the lane |
+//! | `Switchyard-Lane-Seq` | the message's number in its lane, 1, 2, 3, … without gaps (the JetStream importer resequences by it) |
 //! | `Content-Type` | `application/json` |
 //!
 //! Messages published by other programs need the `Switchyard-Kind` header (and should
@@ -111,6 +117,8 @@
 //! Switchyard-Origin: feed-1@3f9a0c1d2e4b5a69
 //! Switchyard-Seq: 42
 //! Switchyard-Ts: 1718000000123456789
+//! Switchyard-Lane: sy.market_data.>
+//! Switchyard-Lane-Seq: 40
 //! Content-Type: application/json
 //!
 //! {"type":"trade","instrument":{"venue":"BINANCE","symbol":"BTCUSDT"},"ts_event":1718000000120000000,"ts_recv":1718000000121000000,"price":"64123.5","size":"0.01","aggressor":"buy","trade_id":"1"}

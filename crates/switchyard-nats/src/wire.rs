@@ -12,6 +12,12 @@ pub const ORIGIN: &str = "Switchyard-Origin";
 pub const SEQ: &str = "Switchyard-Seq";
 /// The event's publish time on the publishing bus, ns since the Unix epoch.
 pub const TS: &str = "Switchyard-Ts";
+/// The exporting subscription's subject pattern: with the origin and kind, the *lane*
+/// whose messages [`LANE_SEQ`] numbers.
+pub const LANE: &str = "Switchyard-Lane";
+/// The message's number in its lane: 1, 2, 3, … without gaps, in the order the export
+/// subscription handed its events to the bridge (the importer resequences by it).
+pub const LANE_SEQ: &str = "Switchyard-Lane-Seq";
 /// Payload encoding.
 pub const CONTENT_TYPE: &str = "Content-Type";
 /// The only payload encoding so far.
@@ -23,6 +29,8 @@ const KIND_NAME: HeaderName = HeaderName::from_static(KIND);
 const ORIGIN_NAME: HeaderName = HeaderName::from_static(ORIGIN);
 const SEQ_NAME: HeaderName = HeaderName::from_static(SEQ);
 const TS_NAME: HeaderName = HeaderName::from_static(TS);
+const LANE_NAME: HeaderName = HeaderName::from_static(LANE);
+const LANE_SEQ_NAME: HeaderName = HeaderName::from_static(LANE_SEQ);
 const CONTENT_TYPE_NAME: HeaderName = HeaderName::from_static(CONTENT_TYPE);
 
 /// The headers of one exported event.
@@ -34,6 +42,25 @@ pub fn headers(origin: &str, kind: &str, seq: u64, ts_nanos: u64) -> HeaderMap {
     h.insert(SEQ_NAME, HeaderValue::from(decimal(seq, String::new())));
     h.insert(TS_NAME, HeaderValue::from(decimal(ts_nanos, String::new())));
     h.insert(CONTENT_TYPE_NAME, JSON);
+    h
+}
+
+/// The headers of one exported event, number `lane_seq` of the lane of export pattern
+/// (subject) `lane`.
+pub fn lane_headers(
+    origin: &str,
+    kind: &str,
+    seq: u64,
+    ts_nanos: u64,
+    lane: &str,
+    lane_seq: u64,
+) -> HeaderMap {
+    let mut h = headers(origin, kind, seq, ts_nanos);
+    h.insert(LANE_NAME, lane);
+    h.insert(
+        LANE_SEQ_NAME,
+        HeaderValue::from(decimal(lane_seq, String::new())),
+    );
     h
 }
 
@@ -75,6 +102,8 @@ pub(crate) struct Known<'a> {
     pub(crate) kind: Option<&'a str>,
     pub(crate) origin: Option<&'a str>,
     pub(crate) seq: Option<&'a str>,
+    pub(crate) lane: Option<&'a str>,
+    pub(crate) lane_seq: Option<&'a str>,
 }
 
 /// The importer's headers (first value of each, as [`get`]), in one pass over the map:
@@ -87,6 +116,8 @@ pub(crate) fn known(h: Option<&HeaderMap>) -> Known<'_> {
             KIND => &mut k.kind,
             ORIGIN => &mut k.origin,
             SEQ => &mut k.seq,
+            LANE => &mut k.lane,
+            LANE_SEQ => &mut k.lane_seq,
             _ => continue,
         };
         *slot = values.first().map(HeaderValue::as_str);
@@ -115,6 +146,13 @@ mod tests {
         assert_eq!(k.msg_id, Some("feed@00ff:7"));
         assert_eq!(k.kind, Some("market_event"));
         assert_eq!(k.origin, Some("feed@00ff"));
+        assert!(k.lane.is_none() && k.lane_seq.is_none());
+        let h = lane_headers("feed@00ff", "market_event", 7, 1, "sy.market_data.>", 3);
+        assert_eq!(h.len(), 8);
+        let k = known(Some(&h));
+        assert_eq!(k.lane, Some("sy.market_data.>"));
+        assert_eq!(k.lane_seq, Some("3"));
+        assert_eq!(k.seq, Some("7"));
         let k = known(None);
         assert!(k.msg_id.is_none() && k.kind.is_none() && k.origin.is_none());
     }

@@ -87,6 +87,7 @@ async fn jetstream_duplicates_and_redelivery_reach_the_bus_once() {
             stream: "DUP".into(),
             durable: "b".into(),
             ack_wait: Duration::from_secs(1),
+            reorder_wait: Duration::from_millis(500),
             // Short, so that a repeated id can get past the server into the stream and
             // the importer's own de-duplication is what drops it.
             duplicate_window: Duration::from_millis(300),

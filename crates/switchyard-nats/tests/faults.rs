@@ -148,12 +148,15 @@ async fn server_killed_mid_stream_nothing_lost_nothing_duplicated() {
     assert!(sa.disconnects >= 1);
     assert_eq!(sb.received, N);
     assert_eq!(sa.buffered, 0);
-    // A retry after the crash may land behind later events; it is counted, never hidden.
+    // A retry after the crash may land in the stream behind later events; the importer
+    // puts them back in order (the exporter sends what the old connection lost again as
+    // soon as the new one is up, so the gap fills long before `reorder_wait`).
     let reordered = got
         .windows(2)
         .filter(|w| trade_no(&w[1].1) < trade_no(&w[0].1))
         .count() as u64;
-    assert_eq!(sb.out_of_order > 0, reordered > 0, "{sb:?}");
+    assert_eq!(reordered, 0, "{sb:?}");
+    assert_eq!((sb.out_of_order, sb.gaps_skipped), (0, 0), "{sb:?}");
     a.shutdown().await;
     b.shutdown().await;
 }

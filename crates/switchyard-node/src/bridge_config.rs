@@ -50,6 +50,7 @@ pub fn bridge_config(cfg: &Config, role: Role) -> BridgeConfig {
                 n.durable.clone()
             },
             max_in_flight: n.max_in_flight.max(1),
+            reorder_wait: std::time::Duration::from_millis(n.reorder_ms),
             ..JetStreamConfig::default()
         }),
     };

@@ -126,6 +126,9 @@ pub struct NatsSection {
     pub durable: String,
     /// Unacknowledged JetStream publishes in flight.
     pub max_in_flight: usize,
+    /// Milliseconds the importer holds messages behind a gap in their lane (a retried
+    /// publish stored late) before giving the gap up; 0: no resequencing.
+    pub reorder_ms: u64,
     /// User name (the password comes from `SWITCHYARD_NATS_PASSWORD`).
     pub user: String,
     /// A `.creds` file.
@@ -437,6 +440,14 @@ impl Config {
         match self.nats.mode.as_str() {
             "jetstream" | "core" => {}
             m => bail!("nats.mode: {m:?} is not one of jetstream, core"),
+        }
+        let ack_wait = switchyard_nats::JetStreamConfig::default().ack_wait;
+        if Duration::from_millis(self.nats.reorder_ms) >= ack_wait {
+            bail!(
+                "nats.reorder_ms: {} must be below the consumer's ack wait ({} ms): held messages are unacked",
+                self.nats.reorder_ms,
+                ack_wait.as_millis()
+            );
         }
         match self.journal.sync.as_str() {
             "always" | "group" | "never" => {}
@@ -775,6 +786,21 @@ mod tests {
         );
         c.run.role = "risk".into();
         assert!(c.validate().unwrap_err().to_string().contains("run.role"));
+    }
+
+    #[test]
+    fn the_reorder_wait_must_stay_below_the_ack_wait() {
+        let mut c = Config::load_str("[nats]\nreorder_ms = 29999\n").unwrap();
+        c.validate().unwrap();
+        match crate::bridge_config::bridge_config(&c, Role::Strategy).mode {
+            switchyard_nats::Mode::JetStream(j) => {
+                assert_eq!(j.reorder_wait, Duration::from_millis(29_999))
+            }
+            switchyard_nats::Mode::Core => panic!("jetstream is the default"),
+        }
+        c.nats.reorder_ms = 30_000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("nats.reorder_ms") && e.contains("30000"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::{
     connect::connect,
     dedup::Dedup,
     export::{ExportHandler, ExportShared, Outgoing, run_core_exporter, run_js_exporter},
-    import::{ImportEntry, Importer, run_core_importer, run_js_importer},
+    import::{ImportEntry, Importer, Reorder, run_core_importer, run_js_importer},
     loop_guard::LoopGuard,
     sink::JsonSink,
     stats::{Counters, now_ms},
@@ -140,6 +140,12 @@ impl BridgeBuilder {
                     .subscribe(ExportHandler {
                         kind,
                         tx,
+                        lane: Arc::from(if shared.prefix.is_empty() {
+                            pat.clone()
+                        } else {
+                            format!("{}.{pat}", shared.prefix)
+                        }),
+                        lane_seq: 0,
                         shared,
                         subjects: HashMap::new(),
                         buf: BytesMut::new(),
@@ -259,7 +265,17 @@ impl BridgeBuilder {
             });
             match (consumer, &cfg.mode) {
                 (Some(c), Mode::JetStream(jsc)) => {
-                    import_tasks.push(tokio::spawn(run_js_importer(importer, c, jsc.pull_batch)));
+                    let reorder = (!jsc.reorder_wait.is_zero()).then(|| Reorder {
+                        wait: jsc.reorder_wait,
+                        max_held: jsc.reorder_max_held,
+                        filter: c.cached_info().config.filter_subject.clone(),
+                    });
+                    import_tasks.push(tokio::spawn(run_js_importer(
+                        importer,
+                        c,
+                        jsc.pull_batch,
+                        reorder,
+                    )));
                 }
                 _ => {
                     let mut unique: Vec<String> = Vec::new();
@@ -378,6 +394,15 @@ pub(super) fn validate(cfg: &BridgeConfig) -> Result<(), BridgeError> {
                 "mode.jetstream.durable",
                 "must be a non-empty name without '.', '*', '>' or spaces",
             );
+        }
+        if !j.reorder_wait.is_zero() && j.reorder_wait >= j.ack_wait {
+            return bad(
+                "mode.jetstream.reorder_wait",
+                "must be shorter than ack_wait (held messages are unacked)",
+            );
+        }
+        if j.reorder_max_held == 0 {
+            return bad("mode.jetstream.reorder_max_held", "must be at least 1");
         }
         if cfg.subject_prefix.is_empty() && j.subjects.is_empty() {
             return bad(

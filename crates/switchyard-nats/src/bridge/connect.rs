@@ -43,6 +43,7 @@ pub(super) async fn connect(
                             && c.ever_connected.swap(true, Ordering::SeqCst)
                         {
                             inc(&c.reconnects);
+                            c.link.restored();
                             tracing::info!(url = %url, "NATS connection restored");
                         }
                     }
@@ -55,6 +56,7 @@ pub(super) async fn connect(
                     async_nats::Event::Disconnected | async_nats::Event::Closed => {
                         if c.connected.swap(false, Ordering::SeqCst) {
                             inc(&c.disconnects);
+                            c.link.down();
                             tracing::warn!(url = %url, "NATS connection lost; reconnecting");
                         }
                     }

@@ -33,13 +33,27 @@ pub(super) struct Outgoing {
     pub(super) kind: &'static str,
     pub(super) seq: u64,
     pub(super) ts: u64,
+    /// The export subscription's subject pattern (see [`wire::LANE`]).
+    pub(super) lane: Arc<str>,
+    /// Its number in the lane (see [`wire::LANE_SEQ`]).
+    pub(super) lane_seq: u64,
+    /// Its place in the exporter's sending order (set when the exporter takes it): the
+    /// order retries go in.
+    pub(super) ordinal: u64,
 }
 
 impl Outgoing {
     pub(super) fn take_headers(&mut self, origin: &str) -> HeaderMap {
-        self.headers
-            .take()
-            .unwrap_or_else(|| wire::headers(origin, self.kind, self.seq, self.ts))
+        self.headers.take().unwrap_or_else(|| {
+            wire::lane_headers(
+                origin,
+                self.kind,
+                self.seq,
+                self.ts,
+                &self.lane,
+                self.lane_seq,
+            )
+        })
     }
 }
 
@@ -61,6 +75,9 @@ pub(super) struct ExportHandler {
     pub(super) shared: Arc<ExportShared>,
     pub(super) subjects: HashMap<Topic, Subject>,
     pub(super) buf: BytesMut,
+    /// This subscription's lane: its subject pattern, and the last number given out.
+    pub(super) lane: Arc<str>,
+    pub(super) lane_seq: u64,
 }
 
 impl ExportHandler {
@@ -97,13 +114,24 @@ impl ExportHandler {
             })
             .clone();
         let ts = ev.ts.as_nanos();
+        self.lane_seq += 1;
         Ok(Some(Outgoing {
             subject,
-            headers: Some(wire::headers(&sh.origin, self.kind, ev.seq, ts)),
+            headers: Some(wire::lane_headers(
+                &sh.origin,
+                self.kind,
+                ev.seq,
+                ts,
+                &self.lane,
+                self.lane_seq,
+            )),
             payload,
             kind: self.kind,
             seq: ev.seq,
             ts,
+            lane: Arc::clone(&self.lane),
+            lane_seq: self.lane_seq,
+            ordinal: 0,
         }))
     }
 }
@@ -161,6 +189,8 @@ pub(super) type AckResult =
 pub(super) struct Pending {
     pub(super) out: Option<Outgoing>,
     pub(super) ack: BoxFuture<'static, AckResult>,
+    /// The connection's epoch when it was sent (see `Link`).
+    pub(super) epoch: u64,
 }
 
 impl Future for Pending {
@@ -202,7 +232,8 @@ pub(super) fn reject(counters: &Counters, o: &Outgoing, e: &jetstream::context::
     );
 }
 
-/// Messages waiting to be published again, in order, after a failed send or ack.
+/// Messages waiting to be published again, in the exporter's sending order, after a
+/// failed send or ack.
 pub(super) struct Retries {
     pub(super) queue: VecDeque<Outgoing>,
     /// When the next attempt may go.
@@ -212,26 +243,59 @@ pub(super) struct Retries {
 }
 
 impl Retries {
-    /// `o` failed with `e` (`what` happened): count it and schedule it again, at the
-    /// front of the queue when it was the queue's head, else behind it.
+    /// Queue `o` in its place by sending order (acks fail in any order).
+    pub(super) fn put(&mut self, o: Outgoing) {
+        let at = self.queue.partition_point(|q| q.ordinal < o.ordinal);
+        self.queue.insert(at, o);
+    }
+
+    /// `o` failed with `e` (`what` happened): count it and schedule it again.
     pub(super) fn failed(
         &mut self,
         counters: &Counters,
         o: Outgoing,
         e: &jetstream::context::PublishError,
-        front: bool,
         what: &'static str,
     ) {
         inc(&counters.publish_retries);
         counters.publish_failed(e);
         tracing::debug!(subject = %o.subject, error = %e, "JetStream publish {what}; will retry");
-        if front {
-            self.queue.push_front(o);
-        } else {
-            self.queue.push_back(o);
-        }
+        self.put(o);
         self.at = tokio::time::Instant::now() + retry_backoff(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
+    }
+
+    /// The connection came back (epoch `epoch`): what was sent before it may have been
+    /// lost with the old connection and would only fail at its ack timeout. Send it
+    /// again now, in order (the server drops what it already had, by message id).
+    pub(super) fn reconnected(
+        &mut self,
+        counters: &Counters,
+        inflight: &mut FuturesUnordered<Pending>,
+        epoch: u64,
+    ) {
+        let mut again = 0u64;
+        for mut p in std::mem::take(inflight) {
+            match p.out.take() {
+                Some(o) if p.epoch < epoch => {
+                    again += 1;
+                    self.put(o);
+                }
+                out => {
+                    p.out = out;
+                    inflight.push(p);
+                }
+            }
+        }
+        counters.publish_retries.fetch_add(again, Ordering::Relaxed);
+        self.at = tokio::time::Instant::now();
+        self.attempt = 0;
+        if again > 0 {
+            tracing::debug!(
+                messages = again,
+                "NATS connection restored; publishes not acked before it are sent again"
+            );
+        }
     }
 }
 
@@ -251,12 +315,16 @@ pub(super) async fn run_js_exporter(
     };
     let mut closed = false;
     let mut batch: Vec<Outgoing> = Vec::with_capacity(EXPORT_BATCH);
+    let mut link_rx = counters.link.0.subscribe();
+    let mut link = *link_rx.borrow_and_update();
+    let mut ordinal = 0u64;
 
     // Sends one message (same headers, hence same Nats-Msg-Id, on every attempt).
-    pub(super) async fn send(
+    async fn send(
         js: &jetstream::Context,
         origin: &str,
         mut o: Outgoing,
+        epoch: u64,
     ) -> Result<Pending, (Outgoing, jetstream::context::PublishError)> {
         let publish = PublishMessage::build()
             .payload(o.payload.clone())
@@ -265,6 +333,7 @@ pub(super) async fn run_js_exporter(
             Ok(fut) => Ok(Pending {
                 out: Some(o),
                 ack: fut.into_future(),
+                epoch,
             }),
             Err(e) => Err((o, e)),
         }
@@ -275,8 +344,18 @@ pub(super) async fn run_js_exporter(
             break;
         }
         let room = max_in_flight.saturating_sub(inflight.len());
+        // While the connection is down nothing is sent: the client would buffer it and
+        // send it on the new connection ahead of the publishes lost with the old one.
+        let up = link.up;
         tokio::select! {
             biased;
+            Ok(()) = link_rx.changed() => {
+                let now = *link_rx.borrow_and_update();
+                if now.epoch != link.epoch {
+                    retry.reconnected(&counters, &mut inflight, now.epoch);
+                }
+                link = now;
+            },
             Some((o, res)) = inflight.next(), if !inflight.is_empty() => match res {
                 Ok(ack) => {
                     inc(&counters.publish_acked);
@@ -287,32 +366,34 @@ pub(super) async fn run_js_exporter(
                     counters.publish_succeeded();
                     counters.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
-                Err(e) => retry.failed(&counters, o, &e, false, "not acked"),
+                Err(e) => retry.failed(&counters, o, &e, "not acked"),
             },
-            _ = tokio::time::sleep_until(retry.at), if room > 0 && !retry.queue.is_empty() => {
+            _ = tokio::time::sleep_until(retry.at), if up && room > 0 && !retry.queue.is_empty() => {
                 if let Some(o) = retry.queue.pop_front() {
-                    match send(&js, &origin, o).await {
+                    match send(&js, &origin, o, link.epoch).await {
                         Ok(f) => inflight.push(f),
                         Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
-                        Err((o, e)) => retry.failed(&counters, o, &e, true, "failed"),
+                        Err((o, e)) => retry.failed(&counters, o, &e, "failed"),
                     }
                 }
             },
-            n = rx.recv_many(&mut batch, room.min(EXPORT_BATCH)), if room > 0 && retry.queue.is_empty() && !closed => {
+            n = rx.recv_many(&mut batch, room.min(EXPORT_BATCH)), if up && room > 0 && retry.queue.is_empty() && !closed => {
                 if n == 0 {
                     closed = true;
                 }
-                for o in batch.drain(..) {
+                for mut o in batch.drain(..) {
                     inc(&counters.published);
+                    ordinal += 1;
+                    o.ordinal = ordinal;
                     if !retry.queue.is_empty() {
                         // An earlier one of this batch failed: keep the order.
-                        retry.queue.push_back(o);
+                        retry.put(o);
                         continue;
                     }
-                    match send(&js, &origin, o).await {
+                    match send(&js, &origin, o, link.epoch).await {
                         Ok(f) => inflight.push(f),
                         Err((o, e)) if is_permanent(&e) => reject(&counters, &o, &e),
-                        Err((o, e)) => retry.failed(&counters, o, &e, false, "failed"),
+                        Err((o, e)) => retry.failed(&counters, o, &e, "failed"),
                     }
                 }
             },
@@ -328,10 +409,20 @@ mod tests {
         let mut o = Outgoing {
             subject: Subject::from("sy.a"),
             payload: Bytes::from_static(b"{}"),
-            headers: Some(wire::headers("n@0123456789abcdef", "k", 42, 7)),
+            headers: Some(wire::lane_headers(
+                "n@0123456789abcdef",
+                "k",
+                42,
+                7,
+                "sy.>",
+                3,
+            )),
             kind: "k",
             seq: 42,
             ts: 7,
+            lane: Arc::from("sy.>"),
+            lane_seq: 3,
+            ordinal: 1,
         };
         let first = o.take_headers("n@0123456789abcdef");
         let again = o.take_headers("n@0123456789abcdef");
@@ -340,5 +431,6 @@ mod tests {
             wire::get(Some(&again), wire::MSG_ID),
             Some("n@0123456789abcdef:42")
         );
+        assert_eq!(wire::get(Some(&again), wire::LANE_SEQ), Some("3"));
     }
 }

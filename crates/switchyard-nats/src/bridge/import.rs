@@ -1,6 +1,8 @@
 //! The importer: NATS messages to the local bus (core subscription or JetStream pull).
 
 use std::any::TypeId;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +12,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use switchyard::{Bus, Pattern, Topic};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use super::resequence::{Offered, Released, Resequencer};
+use super::stream_setup::covers;
 use super::{
     dedup::Dedup,
     export::retry_backoff,
@@ -111,11 +116,14 @@ pub(crate) fn route<'a, 'i>(
 }
 
 impl Importer {
+    /// Hand one message to the bus. `late`: it arrived after the resequencer gave its
+    /// gap up (counted once it is delivered, not when it is a duplicate).
     pub(super) async fn process(
         &self,
         subject: &str,
         headers: Option<&HeaderMap>,
         payload: &[u8],
+        late: bool,
     ) -> Disposition {
         let imports = self.entries.iter().map(|e| (&e.pattern, e.kind));
         let routed = match route(&self.prefix, &self.own_origin, imports, subject, headers) {
@@ -231,6 +239,9 @@ impl Importer {
                 inc(&self.counters.out_of_order);
             }
         }
+        if late {
+            inc(&self.counters.late_after_gap);
+        }
         inc(&self.counters.received);
         Disposition::Ack
     }
@@ -244,19 +255,57 @@ pub(super) async fn run_core_importer(imp: Arc<Importer>, mut sub: async_nats::S
             _ = stop.wait_for(|s| *s) => None,
         };
         let Some(msg) = msg else { break };
-        imp.process(msg.subject.as_str(), msg.headers.as_ref(), &msg.payload)
-            .await;
+        imp.process(
+            msg.subject.as_str(),
+            msg.headers.as_ref(),
+            &msg.payload,
+            false,
+        )
+        .await;
     }
     let _ = sub.unsubscribe().await;
+}
+
+/// What woke the JetStream importer (short-lived: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// The pull request's stream yielded (a message, an error, or its end).
+    Pulled(Option<Result<jetstream::Message, async_nats::Error>>),
+    /// A lane's gap waited long enough.
+    GapWait,
+    /// Asked to stop.
+    Stop,
+}
+
+/// How the JetStream importer resequences: see [`Resequencer`].
+pub(super) struct Reorder {
+    pub(super) wait: Duration,
+    pub(super) max_held: usize,
+    /// The consumer's filter subject (empty: the whole stream).
+    pub(super) filter: String,
 }
 
 pub(super) async fn run_js_importer(
     imp: Arc<Importer>,
     consumer: jetstream::consumer::Consumer<pull::Config>,
     batch: usize,
+    reorder: Option<Reorder>,
 ) {
     let mut stop = imp.stop.clone();
     let mut failures = 0u32;
+    let (wait, max_held, filter) = match reorder {
+        Some(r) => (r.wait, r.max_held, Some(r.filter)),
+        None => (Duration::ZERO, 1, None),
+    };
+    let resequencing = filter.is_some();
+    let mut reseq = Resequencer::new(wait, max_held, move |lane: &str| match &filter {
+        Some(f) => f.is_empty() || covers(f, lane),
+        None => false,
+    });
+    // Messages ready to go to the bus, in order, and the lane key of the one in hand.
+    // (message, arrived after its gap was given up)
+    let mut ready: VecDeque<(jetstream::Message, bool)> = VecDeque::new();
+    let (mut origin, mut kind, mut lane) = (String::new(), String::new(), String::new());
     'outer: loop {
         if *stop.borrow() {
             break;
@@ -283,49 +332,123 @@ pub(super) async fn run_js_importer(
             }
         };
         loop {
-            let next = tokio::select! {
-                m = messages.next() => Some(m),
-                _ = stop.wait_for(|s| *s) => None,
+            let gap = reseq.deadline();
+            let step = tokio::select! {
+                m = messages.next() => Step::Pulled(m),
+                _ = sleep_until_some(gap), if gap.is_some() => Step::GapWait,
+                _ = stop.wait_for(|s| *s) => Step::Stop,
             };
-            let Some(next) = next else {
-                nak_pulled(messages, None).await;
-                break 'outer;
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
+            let mut counts = Released::default();
+            match step {
+                Step::Stop => {
+                    let mut back: Vec<_> = ready.drain(..).map(|(m, _)| m).collect();
+                    back.extend(reseq.take_all().into_iter().map(|(m, _)| m));
+                    imp.counters.held.store(0, Ordering::Relaxed);
+                    nak_pulled(messages, back).await;
+                    break 'outer;
+                }
+                Step::GapWait => reseq.expire(Instant::now(), &mut ready, &mut counts),
+                Step::Pulled(None) => continue 'outer,
+                Step::Pulled(Some(Err(e))) => {
                     tracing::debug!(error = %e, "JetStream pull error (the stream recovers by itself)");
                     continue;
                 }
-                None => continue 'outer,
-            };
-            failures = 0;
-            if let Ok(info) = msg.info()
-                && info.delivered > 1
-            {
-                inc(&imp.counters.redelivered);
-            }
-            let d = imp
-                .process(msg.subject.as_str(), msg.headers.as_ref(), &msg.payload)
-                .await;
-            let acked = match d {
-                Disposition::Ack => msg.ack().await,
-                Disposition::Term => msg.ack_with(jetstream::AckKind::Term).await,
-                Disposition::Leave => {
-                    // Stopping, or the bus is closed: nothing more can be handed over.
-                    // Give this one and the rest of the batch back (NAK).
-                    let stopping = *stop.borrow();
-                    nak_pulled(messages, Some(msg)).await;
-                    if !stopping {
-                        tracing::warn!("local bus closed; NATS bridge importer stopped");
+                Step::Pulled(Some(Ok(msg))) => {
+                    failures = 0;
+                    if let Ok(info) = msg.info()
+                        && info.delivered > 1
+                    {
+                        inc(&imp.counters.redelivered);
                     }
-                    break 'outer;
+                    let k = wire::known(msg.headers.as_ref());
+                    let numbered = match (k.origin, k.kind, k.lane, k.lane_seq) {
+                        (Some(o), Some(kd), Some(l), Some(n))
+                            if resequencing && o != imp.own_origin =>
+                        {
+                            n.parse::<u64>().ok().inspect(|_| {
+                                for (buf, v) in [(&mut origin, o), (&mut kind, kd), (&mut lane, l)]
+                                {
+                                    buf.clear();
+                                    buf.push_str(v);
+                                }
+                            })
+                        }
+                        _ => None,
+                    };
+                    match numbered {
+                        Some(n) => {
+                            let o = reseq.offer(
+                                &origin,
+                                &kind,
+                                &lane,
+                                n,
+                                (msg, false),
+                                Instant::now(),
+                                &mut ready,
+                                &mut counts,
+                            );
+                            if o == Offered::Late
+                                && let Some(m) = ready.back_mut()
+                            {
+                                m.1 = true;
+                            }
+                        }
+                        None => ready.push_back((msg, false)),
+                    }
                 }
-            };
-            if let Err(e) = acked {
-                tracing::debug!(error = %e, "JetStream ack not sent; the message will be redelivered and de-duplicated");
+            }
+            let c = &imp.counters;
+            c.resequenced.fetch_add(counts.reordered, Ordering::Relaxed);
+            c.gaps_skipped
+                .fetch_add(counts.gaps_skipped, Ordering::Relaxed);
+            c.held.store(reseq.held() as u64, Ordering::Relaxed);
+            if counts.gaps_skipped > 0 {
+                tracing::warn!(
+                    missing = counts.gaps_skipped,
+                    "JetStream lane gap given up: the messages after it go on without it"
+                );
+            }
+            while let Some((msg, late)) = ready.pop_front() {
+                let d = imp
+                    .process(
+                        msg.subject.as_str(),
+                        msg.headers.as_ref(),
+                        &msg.payload,
+                        late,
+                    )
+                    .await;
+                let acked = match d {
+                    Disposition::Ack => msg.ack().await,
+                    Disposition::Term => msg.ack_with(jetstream::AckKind::Term).await,
+                    Disposition::Leave => {
+                        // Stopping, or the bus is closed: nothing more can be handed over.
+                        // Give this one, the ones held or ready, and the rest of the batch
+                        // back (NAK).
+                        let stopping = *stop.borrow();
+                        let mut back = vec![msg];
+                        back.extend(ready.drain(..).map(|(m, _)| m));
+                        back.extend(reseq.take_all().into_iter().map(|(m, _)| m));
+                        c.held.store(0, Ordering::Relaxed);
+                        nak_pulled(messages, back).await;
+                        if !stopping {
+                            tracing::warn!("local bus closed; NATS bridge importer stopped");
+                        }
+                        break 'outer;
+                    }
+                };
+                if let Err(e) = acked {
+                    tracing::debug!(error = %e, "JetStream ack not sent; the message will be redelivered and de-duplicated");
+                }
             }
         }
+    }
+}
+
+/// Sleep until `at`; never returns when there is none.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -336,16 +459,15 @@ pub(super) const PULL_EXPIRES: Duration = Duration::from_millis(250);
 /// current pull request, which the server ends by `PULL_EXPIRES`.
 pub(super) const NAK_DRAIN: Duration = Duration::from_millis(1000);
 
-/// Give back (NAK) `first` (the message the importer could not hand over, if any) and the
+/// Give back (NAK) `back` (messages the importer could not hand over or was holding) and the
 /// messages of the current pull batches that were received but not processed, so that
 /// the server redelivers them at once, in order, to the next consumer instead of after
 /// `ack_wait`. The pull subscription is dropped first: NAKed while it is still open,
 /// they would come straight back to it.
-pub(super) async fn nak_pulled<S, E>(mut messages: S, first: Option<jetstream::Message>)
+pub(super) async fn nak_pulled<S, E>(mut messages: S, mut back: Vec<jetstream::Message>)
 where
     S: futures_util::Stream<Item = Result<jetstream::Message, E>> + Unpin,
 {
-    let mut back: Vec<jetstream::Message> = first.into_iter().collect();
     let end = tokio::time::Instant::now() + NAK_DRAIN;
     // To the end of the pull request: full, or ended by the server at its expiry.
     loop {

@@ -6,6 +6,7 @@ mod dedup;
 mod export;
 mod import;
 mod loop_guard;
+mod resequence;
 mod sink;
 mod stats;
 mod stream_setup;
@@ -186,6 +187,10 @@ impl Bridge {
             own_skipped: get(&c.own_skipped),
             echo_suppressed: get(&c.echo_suppressed),
             out_of_order: get(&c.out_of_order),
+            resequenced: get(&c.resequenced),
+            gaps_skipped: get(&c.gaps_skipped),
+            late_after_gap: get(&c.late_after_gap),
+            held: get(&c.held),
             dropped_overflow: self
                 .inner
                 .export_subs

@@ -43,9 +43,20 @@ pub struct BridgeStats {
     /// Imported events not exported again (loop prevention).
     pub echo_suppressed: u64,
     /// Imported events whose sequence number was lower than one already imported from the
-    /// same origin and kind: a reordering (a publish retried after a fault), counted and
-    /// not corrected.
+    /// same origin and kind: a reordering that reached the bus (the importer does not
+    /// resequence the lane, or delivered a message late after giving its gap up).
     pub out_of_order: u64,
+    /// Incoming JetStream messages held behind a gap in their lane and then put on the
+    /// bus in lane order (the resequencer at work: a publish retried after a fault landed
+    /// in the stream behind later ones).
+    pub resequenced: u64,
+    /// Lane numbers the importer stopped waiting for (`reorder_wait` passed, or more than
+    /// `reorder_max_held` messages were held): what followed them went on without them.
+    pub gaps_skipped: u64,
+    /// Messages that arrived after their gap was given up, delivered late (out of order).
+    pub late_after_gap: u64,
+    /// Incoming messages held by the resequencer now (unacked).
+    pub held: u64,
     /// Events the export subscriptions' overflow policies dropped.
     pub dropped_overflow: u64,
     /// Exported events not yet sent (core) or not yet acked (JetStream), including the
@@ -82,6 +93,13 @@ pub(super) struct Counters {
     pub(super) own_skipped: AtomicU64,
     pub(super) echo_suppressed: AtomicU64,
     pub(super) out_of_order: AtomicU64,
+    pub(super) resequenced: AtomicU64,
+    pub(super) gaps_skipped: AtomicU64,
+    pub(super) late_after_gap: AtomicU64,
+    pub(super) held: AtomicU64,
+    /// The connection as the exporter sees it: up or down, and how many times it came
+    /// back.
+    pub(super) link: LinkWatch,
     pub(super) outstanding: AtomicU64,
     pub(super) connected: AtomicBool,
     pub(super) ever_connected: AtomicBool,
@@ -89,6 +107,36 @@ pub(super) struct Counters {
     pub(super) closing: AtomicBool,
     pub(super) reconnects: AtomicU64,
     pub(super) disconnects: AtomicU64,
+}
+
+/// The connection's state, published to the exporter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Link {
+    pub(super) up: bool,
+    /// Times the connection came back after a loss.
+    pub(super) epoch: u64,
+}
+
+pub(super) struct LinkWatch(pub(super) tokio::sync::watch::Sender<Link>);
+
+impl Default for LinkWatch {
+    fn default() -> Self {
+        LinkWatch(tokio::sync::watch::Sender::new(Link { up: true, epoch: 0 }))
+    }
+}
+
+impl LinkWatch {
+    pub(super) fn down(&self) {
+        self.0
+            .send_if_modified(|l| std::mem::replace(&mut l.up, false));
+    }
+
+    pub(super) fn restored(&self) {
+        self.0.send_modify(|l| {
+            l.up = true;
+            l.epoch += 1;
+        });
+    }
 }
 
 pub(super) fn inc(c: &AtomicU64) {

@@ -129,7 +129,8 @@ pub(super) async fn ensure_consumer(
         ack_wait: jsc.ack_wait,
         max_deliver: jsc.max_deliver,
         filter_subject: filter.clone(),
-        max_ack_pending: (jsc.pull_batch.max(1) * 4).max(1000) as i64,
+        // Room for the messages the resequencer holds (unacked) on top of the pulls.
+        max_ack_pending: ((jsc.pull_batch.max(1) * 4).max(1000) + jsc.reorder_max_held) as i64,
         ..Default::default()
     };
     let stream = js
