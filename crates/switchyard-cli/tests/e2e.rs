@@ -297,27 +297,7 @@ fn a_kill_scoped_to_one_strategy_halts_it_while_the_other_trades() {
         "{metrics}"
     );
     // The node's families (per strategy, per component) pass the real Prometheus linter.
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/test installs Debian's prometheus package)");
-    use std::io::Write as _;
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let checked = check.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool_check(&metrics);
     let _ = Command::new("kill")
         .args(["-TERM", &child.child().id().to_string()])
         .status();

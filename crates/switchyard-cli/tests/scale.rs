@@ -150,6 +150,18 @@ fn health_is_degraded_while_the_nats_server_is_down() {
 
     server.restart().expect("restart nats-server");
     wait_health(&addr, "ok");
+    // The bridge's families, resequencing included, pass the real Prometheus linter.
+    let metrics = http_get(&addr, "/metrics");
+    for family in [
+        "switchyard_nats_connected 1",
+        "switchyard_nats_reconnects_total 1",
+        "switchyard_nats_resequenced_total 0",
+        "switchyard_nats_gaps_skipped_total 0",
+        "switchyard_nats_held 0",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
+    promtool_check(&metrics);
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.child().id().to_string()])
         .status();

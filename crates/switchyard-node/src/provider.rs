@@ -267,6 +267,26 @@ impl OpsProvider for NodeProvider {
                 n.duplicates_dropped,
             );
             w.counter(
+                "switchyard_nats_resequenced_total",
+                "Incoming JetStream messages held behind a gap in their lane and released in order.",
+                n.resequenced,
+            );
+            w.counter(
+                "switchyard_nats_gaps_skipped_total",
+                "Lane numbers the importer stopped waiting for (reorder wait passed or too many held).",
+                n.gaps_skipped,
+            );
+            w.counter(
+                "switchyard_nats_out_of_order_total",
+                "Imported events older than one already imported from the same origin and kind.",
+                n.out_of_order,
+            );
+            w.gauge(
+                "switchyard_nats_held",
+                "Incoming messages the resequencer holds now (unacknowledged).",
+                n.held,
+            );
+            w.counter(
                 "switchyard_nats_reconnects_total",
                 "Times the NATS connection came back after a loss.",
                 n.reconnects,

@@ -255,13 +255,15 @@ impl fmt::Display for RunSummary {
         if let Some(n) = &self.nats {
             writeln!(
                 f,
-                "nats: published {} (acked {}, retried {})  received {}  duplicates dropped {}  redelivered {}  out of order {}  reconnects {}",
+                "nats: published {} (acked {}, retried {})  received {}  duplicates dropped {}  redelivered {}  resequenced {}  gaps skipped {}  out of order {}  reconnects {}",
                 n.published,
                 n.publish_acked,
                 n.publish_retries,
                 n.received,
                 n.duplicates_dropped,
                 n.redelivered,
+                n.resequenced,
+                n.gaps_skipped,
                 n.out_of_order,
                 n.reconnects
             )?;

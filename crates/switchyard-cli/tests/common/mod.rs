@@ -1,7 +1,7 @@
 //! What the end-to-end tests share: the binary, the data, the summary.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -120,4 +120,30 @@ pub fn http_get(addr: &str, path: &str) -> String {
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
     buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
+
+/// `metrics` (a `/metrics` page) passes the real Prometheus linter, `promtool check
+/// metrics`.
+pub fn promtool_check(metrics: &str) {
+    use std::io::Write as _;
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test installs Debian's prometheus package)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
