@@ -155,8 +155,9 @@ pub async fn mpsc_fanout(n: u64, subs: usize) -> f64 {
 }
 
 /// Publish-to-handle latency percentiles in µs (p50, p99, p99.9), publishing at `rate`
-/// events/s (paced by spinning on the clock), or as fast as possible when `rate` is None.
-pub async fn bus_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
+/// events/s (paced by spinning on the clock), or as fast as possible when `rate` is None;
+/// `spin`: the subscription busy-polls on its own thread.
+pub async fn bus_latency(n: u64, rate: Option<u64>, spin: bool) -> (f64, f64, f64) {
     let clock = Arc::new(LiveClock::new());
     let bus = Bus::with_clock(clock.clone());
     let sink = Sink::new(n);
@@ -169,6 +170,7 @@ pub async fn bus_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
         .subscription::<Tick>("lat.tick")
         .expect("valid pattern")
         .name("latency")
+        .spin(spin)
         .subscribe(sync_handler(move |ev: &Envelope<Tick>| {
             acc.on(ev.payload());
             Ok(())
@@ -268,7 +270,7 @@ pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
         "bus_1to4_pattern_eps",
         bus_fanout(events / 2, 4, true).await,
     ));
-    let (p50, p99, p999) = bus_latency(200_000, Some(100_000)).await;
+    let (p50, p99, p999) = bus_latency(200_000, Some(100_000), false).await;
     out.push(("latency_100k_p50_us", p50));
     out.push(("latency_100k_p99_us", p99));
     out.push(("latency_100k_p999_us", p999));
@@ -277,7 +279,11 @@ pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
     out.push(("mpsc_latency_100k_p99_us", m99));
     out.push(("mpsc_latency_100k_p999_us", m999));
     out.push(("latency_100k_p99_vs_mpsc", p99 / m99.max(1e-3)));
-    let (p50, p99, p999) = bus_latency(events, None).await;
+    let (s50, s99, s999) = bus_latency(200_000, Some(100_000), true).await;
+    out.push(("latency_spin_100k_p50_us", s50));
+    out.push(("latency_spin_100k_p99_us", s99));
+    out.push(("latency_spin_100k_p999_us", s999));
+    let (p50, p99, p999) = bus_latency(events, None, false).await;
     out.push(("latency_max_p50_us", p50));
     out.push(("latency_max_p99_us", p99));
     out.push(("latency_max_p999_us", p999));

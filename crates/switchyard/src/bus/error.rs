@@ -64,6 +64,14 @@ pub enum SubscribeError {
     /// Not called inside a tokio runtime (the worker task needs one).
     #[error("subscribe must be called inside a tokio runtime")]
     NoRuntime,
+    /// The OS refused the thread of a spinning subscription.
+    #[error("subscription {name:?}: cannot start its spinning thread: {reason}")]
+    Thread {
+        /// Subscription name.
+        name: String,
+        /// The OS's error.
+        reason: String,
+    },
 }
 
 /// The error a handler returns: any error, boxed. Like `anyhow::Error` it converts from
