@@ -198,6 +198,9 @@ pub struct RunConfig {
     pub strategy_panic: switchyard_trading::engine::StrategyPanic,
     /// How often (ms) a live run checks time-based policy rules while no data arrives.
     pub policy_tick_ms: u64,
+    /// The engine's subscription busy-polls on a thread of its own (a core at 100 %, the
+    /// lowest tick-to-order latency).
+    pub engine_spin: bool,
 }
 
 /// `[sim]`.

@@ -78,6 +78,25 @@ fn two_strategies_make_what_each_makes_alone() {
 }
 
 #[test]
+fn a_spinning_engine_decides_what_a_parked_one_decides() {
+    let parked = run(Node::builder(config(MAC)).build().unwrap());
+    let mut cfg = config(MAC);
+    cfg.run.engine_spin = true;
+    let spinning = run(Node::builder(cfg).build().unwrap());
+    for s in [&parked, &spinning] {
+        assert_eq!(s.exit_code, 0, "{s}");
+        assert_eq!(s.shutdown.undelivered(), 0);
+    }
+    let mac = strategy(&spinning, "mac");
+    assert!(mac["stats"]["fills"].as_u64().unwrap() > 0, "{mac}");
+    assert_eq!(mac, strategy(&parked, "mac"));
+    assert_eq!(
+        spinning.engine.stats.market_events,
+        parked.engine.stats.market_events
+    );
+}
+
+#[test]
 fn own_limits_refuse_only_that_strategys_orders_and_a_shared_limit_binds_the_sum() {
     // mac's own order-size limit is below its order size: all its orders are refused;
     // mom trades as alone.

@@ -198,6 +198,28 @@ async fn through_node(cfg: Config) -> anyhow::Result<(u64, Duration, switchyard_
     Ok((s.feed.published, elapsed, s))
 }
 
+/// Tick-to-order latency (p50, p99 in µs, and the orders behind them) through the node at
+/// a paced 100,000 simulated events/s, the engine's subscription parked or spinning.
+async fn paced_tick_to_order(events: u64, spin: bool) -> anyhow::Result<(f64, f64, u64)> {
+    let mut cfg = bench_config(1, 1)?;
+    cfg.run.feed = "sim".into();
+    cfg.run.files.clear();
+    cfg.run.engine_spin = spin;
+    cfg.sim.rate = 100_000;
+    cfg.sim.limit = events;
+    // Short averages: many crossovers, so the percentiles rest on many orders.
+    let s = &mut cfg.strategy[0];
+    s.params.insert("fast".into(), toml::Value::Integer(2));
+    s.params.insert("slow".into(), toml::Value::Integer(5));
+    let (_, _, summary) = through_node(cfg).await?;
+    let e = &summary.engine;
+    Ok((
+        e.tick_to_order_us.0,
+        e.tick_to_order_us.1,
+        e.tick_to_order_samples,
+    ))
+}
+
 /// The synchronous chain alone on `events` events (for instruction counts): returns the
 /// events done.
 pub fn sync_chain_only(events: u64) -> anyhow::Result<u64> {
@@ -231,7 +253,8 @@ pub fn parse_only(events: u64) -> anyhow::Result<u64> {
 }
 
 /// `pipeline_eps` (1 strategy) and `pipeline_4_strategies_eps` through the node,
-/// `handbuilt_pipeline_eps` and `sync_chain_eps` baselines, tick-to-order latency.
+/// `handbuilt_pipeline_eps` and `sync_chain_eps` baselines, tick-to-order latency at max
+/// speed and at a paced 100,000 events/s (engine parked, and spinning).
 pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let per_pass = 19_998u64;
     let repeat = events.div_ceil(per_pass).max(1) as u32;
@@ -241,6 +264,9 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let (nh, th) = hand_built(&one).await?;
     let (events, t_parse) = load(&one)?;
     let (n_sync, t_sync, sync_orders) = sync_chain(&one, &events, u64::MAX)?;
+    let paced = 300_000;
+    let (tp50, tp99, tn) = paced_tick_to_order(paced, false).await?;
+    let (sp50, sp99, sn) = paced_tick_to_order(paced, true).await?;
     let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
     Ok(vec![
         ("events", n1 as f64),
@@ -260,5 +286,11 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
         ("orders_4_strategies", s4.engine.stats.orders as f64),
         ("tick_to_order_p50_us", s1.engine.tick_to_order_us.0),
         ("tick_to_order_p99_us", s1.engine.tick_to_order_us.1),
+        ("tick_to_order_100k_p50_us", tp50),
+        ("tick_to_order_100k_p99_us", tp99),
+        ("tick_to_order_100k_orders", tn as f64),
+        ("tick_to_order_spin_100k_p50_us", sp50),
+        ("tick_to_order_spin_100k_p99_us", sp99),
+        ("tick_to_order_spin_100k_orders", sn as f64),
     ])
 }

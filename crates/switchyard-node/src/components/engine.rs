@@ -17,19 +17,26 @@ use switchyard_trading::wire;
 /// `timer` and, while none arrive, tells the engine how long the silence has lasted
 /// ([`EngineCore::on_silence`]): time-based policy rules run on time, not only on data.
 /// Replays have no timer: there, time is the data's.
+///
+/// With `spin`, the subscription busy-polls on its own thread
+/// ([`switchyard::bus::SubscriptionBuilder::spin`]): the lowest tick-to-order latency, at
+/// the cost of a core.
 pub struct EngineComponent {
     engine: Arc<Mutex<EngineCore>>,
     sub: Mutex<Option<Subscription>>,
     timer: Option<Duration>,
+    spin: bool,
 }
 
 impl EngineComponent {
-    /// The component of `engine`, with the silence timer's period (none: no timer).
-    pub fn new(engine: Arc<Mutex<EngineCore>>, timer: Option<Duration>) -> Self {
+    /// The component of `engine`, with the silence timer's period (none: no timer) and
+    /// whether its subscription spins.
+    pub fn new(engine: Arc<Mutex<EngineCore>>, timer: Option<Duration>, spin: bool) -> Self {
         EngineComponent {
             engine,
             sub: Mutex::new(None),
             timer,
+            spin,
         }
     }
 }
@@ -68,6 +75,7 @@ impl Component for EngineComponent {
                 .capacity(8192)
                 .overflow(Overflow::Block)
                 .control(true)
+                .spin(self.spin)
                 .subscribe(EngineHandler::new(Arc::clone(&self.engine)))
                 .map_err(ComponentError::new)?;
             *self.sub.lock().unwrap_or_else(|e| e.into_inner()) = Some(sub);
