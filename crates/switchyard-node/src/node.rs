@@ -287,7 +287,11 @@ impl NodeBuilder {
             let timed = cfg.policy.stale_market_data.is_some() || cfg.policy.breaker_open.is_some();
             let timer = (timed && self.replay.is_none())
                 .then(|| Duration::from_millis(cfg.run.policy_tick_ms.max(1)));
-            registry.register(Arc::new(EngineComponent::new(engine, timer, cfg.run.engine_spin)))?;
+            registry.register(Arc::new(EngineComponent::new(
+                engine,
+                timer,
+                cfg.run.engine_spin,
+            )))?;
             consumers.push("trading-engine".into());
         }
         let decisions = Arc::new(Mutex::new(Decisions::new()));

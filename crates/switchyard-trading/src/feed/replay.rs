@@ -106,11 +106,12 @@ impl ReplaySummary {
     }
 }
 
+/// The merge key of a file's next event (the event itself waits in its file's slot:
+/// the heap moves only keys).
 struct Pending {
     ts: Timestamp,
     file: usize,
     line: u64,
-    event: MarketEvent,
 }
 
 impl PartialEq for Pending {
@@ -134,6 +135,8 @@ impl Ord for Pending {
 /// `Result<MarketEvent, ParseError>`.
 pub struct ReplaySource<R = BufReader<File>> {
     readers: Vec<CsvReader<R>>,
+    /// Each file's next event, while its key is in `heap`.
+    next: Vec<Option<MarketEvent>>,
     heap: BinaryHeap<Reverse<Pending>>,
     summary: ReplaySummary,
     options: ReplayOptions,
@@ -174,6 +177,7 @@ impl<R: BufRead> ReplaySource<R> {
                 .collect(),
         };
         ReplaySource {
+            next: readers.iter().map(|_| None).collect(),
             readers,
             heap: BinaryHeap::new(),
             summary,
@@ -205,8 +209,8 @@ impl<R: BufRead> ReplaySource<R> {
                         ts: event.ts_event(),
                         file: i,
                         line: self.readers[i].line(),
-                        event,
                     }));
+                    self.next[i] = Some(event);
                     return Ok(());
                 }
                 Some(Err(e)) => {
@@ -253,12 +257,15 @@ impl<R: BufRead> Iterator for ReplaySource<R> {
             self.finished = true;
             return None;
         };
+        let event = self.next[next.file]
+            .take()
+            .expect("a queued key has its event");
         self.summary.files[next.file].events += 1;
         if let Err(e) = self.refill(next.file) {
             // Yield the good event first; the error comes next and ends the replay.
             self.pending_error = Some(e);
         }
-        Some(Ok(next.event))
+        Some(Ok(event))
     }
 }
 
