@@ -254,6 +254,9 @@ fn paced_producer(
     })
 }
 
+/// Rounds of the paced latency runs (bus, mpsc, spinning bus), for the medians.
+const LATENCY_ROUNDS: usize = 3;
+
 /// All bus figures, in the order the README lists them.
 pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
     // Warm up allocator and threads.
@@ -270,19 +273,34 @@ pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
         "bus_1to4_pattern_eps",
         bus_fanout(events / 2, 4, true).await,
     ));
-    let (p50, p99, p999) = bus_latency(200_000, Some(100_000), false).await;
-    out.push(("latency_100k_p50_us", p50));
-    out.push(("latency_100k_p99_us", p99));
-    out.push(("latency_100k_p999_us", p999));
-    let (m50, m99, m999) = mpsc_latency(200_000, Some(100_000)).await;
-    out.push(("mpsc_latency_100k_p50_us", m50));
-    out.push(("mpsc_latency_100k_p99_us", m99));
-    out.push(("mpsc_latency_100k_p999_us", m999));
-    out.push(("latency_100k_p99_vs_mpsc", p99 / m99.max(1e-3)));
-    let (s50, s99, s999) = bus_latency(200_000, Some(100_000), true).await;
-    out.push(("latency_spin_100k_p50_us", s50));
-    out.push(("latency_spin_100k_p99_us", s99));
-    out.push(("latency_spin_100k_p999_us", s999));
+    // Paced latency: bus, raw mpsc and spinning bus runs interleaved, LATENCY_ROUNDS
+    // rounds; each figure is the median over the rounds, and the ratio the median of the
+    // rounds' ratios (a round's two runs share the machine's state of the moment).
+    let mut rounds: Vec<[(f64, f64, f64); 3]> = Vec::new();
+    for _ in 0..LATENCY_ROUNDS {
+        let bus = bus_latency(200_000, Some(100_000), false).await;
+        let raw = mpsc_latency(200_000, Some(100_000)).await;
+        let spin = bus_latency(200_000, Some(100_000), true).await;
+        rounds.push([bus, raw, spin]);
+    }
+    // Median over the rounds of run `k`'s percentile `q` (0: p50, 1: p99, 2: p99.9).
+    let med = |k: usize, q: usize| {
+        let mut v: Vec<f64> = rounds.iter().map(|r| [r[k].0, r[k].1, r[k].2][q]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    out.push(("latency_100k_p50_us", med(0, 0)));
+    out.push(("latency_100k_p99_us", med(0, 1)));
+    out.push(("latency_100k_p999_us", med(0, 2)));
+    out.push(("mpsc_latency_100k_p50_us", med(1, 0)));
+    out.push(("mpsc_latency_100k_p99_us", med(1, 1)));
+    out.push(("mpsc_latency_100k_p999_us", med(1, 2)));
+    let mut ratios: Vec<f64> = rounds.iter().map(|r| r[0].1 / r[1].1.max(1e-3)).collect();
+    ratios.sort_by(f64::total_cmp);
+    out.push(("latency_100k_p99_vs_mpsc", ratios[ratios.len() / 2]));
+    out.push(("latency_spin_100k_p50_us", med(2, 0)));
+    out.push(("latency_spin_100k_p99_us", med(2, 1)));
+    out.push(("latency_spin_100k_p999_us", med(2, 2)));
     let (p50, p99, p999) = bus_latency(events, None, false).await;
     out.push(("latency_max_p50_us", p50));
     out.push(("latency_max_p99_us", p99));
