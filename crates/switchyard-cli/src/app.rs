@@ -416,9 +416,9 @@ impl App {
                     first
                 }))?;
                 if json_out {
-                    println!("{}", serde_json::to_string(&summary)?);
+                    out(format_args!("{}\n", serde_json::to_string(&summary)?))?;
                 } else {
-                    print!("{summary}");
+                    out(format_args!("{summary}"))?;
                 }
                 summary.exit_code
             }
@@ -471,9 +471,9 @@ impl App {
                 let node = b.build()?;
                 let summary = rt.block_on(node.run(std::future::pending()))?;
                 if json {
-                    println!("{}", serde_json::to_string(&summary)?);
+                    out(format_args!("{}\n", serde_json::to_string(&summary)?))?;
                 } else {
-                    print!("{summary}");
+                    out(format_args!("{summary}"))?;
                 }
                 let holds = summary
                     .replay
@@ -491,9 +491,9 @@ impl App {
                     let i = switchyard_journal::inspect(&path)
                         .map_err(|e| anyhow::anyhow!("journal {}: {e}", path.display()))?;
                     if json {
-                        println!("{}", serde_json::to_string(&i)?);
+                        out(format_args!("{}\n", serde_json::to_string(&i)?))?;
                     } else {
-                        print!("{i}");
+                        out(format_args!("{i}"))?;
                     }
                     0
                 }
@@ -501,9 +501,9 @@ impl App {
                     let r = switchyard_journal::verify(&path)
                         .map_err(|e| anyhow::anyhow!("journal {}: {e}", path.display()))?;
                     if json {
-                        println!("{}", serde_json::to_string(&r)?);
+                        out(format_args!("{}\n", serde_json::to_string(&r)?))?;
                     } else if r.ok() {
-                        print!("{r}");
+                        out(format_args!("{r}"))?;
                     } else {
                         // Damage goes to stderr, with the segment and offset of each problem.
                         eprint!("{r}");
@@ -512,7 +512,7 @@ impl App {
                 }
             },
             Command::Config(args) => {
-                print!("{}", args.load(&kinds)?.to_toml());
+                out(format_args!("{}", args.load(&kinds)?.to_toml()))?;
                 0
             }
             Command::Kill {
@@ -547,7 +547,7 @@ impl App {
                     source: Some(format!("{}-cli", self.name)),
                 };
                 let body = rt.block_on(client::kill(&addr, &reason, &opts))?;
-                println!("{body}");
+                out(format_args!("{body}\n"))?;
                 0
             }
             Command::Reset {
@@ -557,7 +557,7 @@ impl App {
             } => {
                 let secret = read_secret(secret_file.as_deref())?;
                 let body = rt.block_on(client::reset(&addr, &secret, &who))?;
-                println!("{body}");
+                out(format_args!("{body}\n"))?;
                 0
             }
             Command::Bench { what } => {
@@ -571,7 +571,7 @@ impl App {
                         bench::print_results(json, &results);
                     }
                     BenchWhat::Work { workload, events } => {
-                        println!("{}", bench::work::run(workload, events)?);
+                        out(format_args!("{}\n", bench::work::run(workload, events)?))?;
                     }
                     BenchWhat::Pipeline { json, events } => {
                         let results = rt.block_on(bench::pipeline::run(events))?;
@@ -596,5 +596,16 @@ impl App {
         };
         drop(rt);
         Ok(code)
+    }
+}
+
+/// Write to stdout. A reader that went away (`switchyard config | head`) ends the output
+/// quietly: the rest is not wanted, and that is not an error (`println!` would panic).
+fn out(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    match o.write_fmt(text).and_then(|()| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
 }

@@ -59,6 +59,22 @@ fn status_lines_and_summary_appear() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `switchyard config | head -1`, with the reader gone before the first write.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cmd()
+        .arg("config")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
 fn bad_config_names_the_key() {
     let dir = std::env::temp_dir().join(format!("sy-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
