@@ -13,6 +13,9 @@ pub enum Workload {
     /// Bus 1 → 1: one publisher, one subscriber, `Block` overflow, on a current-thread
     /// runtime (one thread: the count does not depend on how two threads interleave).
     Bus,
+    /// Bus 1 → 16: one publisher, sixteen subscribers, `Block` overflow, on a
+    /// current-thread runtime.
+    Fanout,
     /// The engine's synchronous chain on the BTCUSDT files, already parsed.
     Engine,
     /// Journal appends under group commit (1,000 events or 1 ms), 100-byte payloads.
@@ -30,6 +33,14 @@ pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
                 .enable_all()
                 .build()?;
             rt.block_on(super::bus::bus_fanout(events, 1, false));
+            rt.shutdown_timeout(Duration::from_secs(5));
+            Ok(events)
+        }
+        Workload::Fanout => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(super::bus::bus_fanout(events, 16, false));
             rt.shutdown_timeout(Duration::from_secs(5));
             Ok(events)
         }
