@@ -433,7 +433,14 @@ impl App {
                 json,
                 args,
             } => {
-                let cfg = args.load(&kinds)?;
+                // A replay serves the operations API only when asked (`--http`): the
+                // configuration's `run.http` is the live node's address, which a replay
+                // run beside it must not try to take.
+                let api = args.http.is_some();
+                let mut cfg = args.load(&kinds)?;
+                if !api {
+                    cfg.run.http = String::new();
+                }
                 // Check every frame first: a damaged journal is not replayed partway.
                 let check = switchyard_journal::verify(&path)
                     .map_err(|e| anyhow::anyhow!("journal {}: {e}", path.display()))?;

@@ -68,6 +68,31 @@ fn engine_outcome(s: &serde_json::Value) -> serde_json::Value {
 }
 
 #[test]
+fn a_replay_leaves_the_live_nodes_api_address_alone_unless_given_http() {
+    let root = temp_dir("replay-api");
+    let live = live_run(&root);
+    let dir = live["journal"]["dir"].as_str().expect("journal in summary");
+    // A live node holds the configured API address.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let mut c = cmd();
+    c.args(["--quiet", "replay", dir, "--json"])
+        .env("SWITCHYARD__RUN__HTTP", format!("{addr:?}"));
+    let out = c.output().unwrap();
+    ok(&out);
+    assert_eq!(summary_json(&out)["replay"]["replayed"], 19_998);
+    // Asked for explicitly, the address is used, and a taken one is a clear error.
+    let out = cmd()
+        .args(["--quiet", "replay", dir, "--json", "--http", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
 fn a_replay_of_a_live_run_makes_the_same_orders_fills_and_pnl() {
     let root = temp_dir("parity");
     let live = live_run(&root);
