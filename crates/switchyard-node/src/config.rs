@@ -365,9 +365,12 @@ impl Config {
                     path[1] = "name".into();
                 }
             }
+            // One TOML value, or else the text as it is: a value whose later lines read
+            // as more `key = value` pairs (`"1\nfoo = 2"`) is a string, not 1.
             let parsed: toml::Value = format!("x = {v}")
                 .parse::<toml::Table>()
                 .ok()
+                .filter(|t| t.len() == 1)
                 .and_then(|mut t| t.remove("x"))
                 .unwrap_or(toml::Value::String(v.clone()));
             set_path(&mut value, &path, parsed).with_context(|| format!("environment {k}"))?;
@@ -888,5 +891,25 @@ mod tests {
             Config::load_str_with_env("", &env).unwrap().run.speed,
             "10x"
         );
+    }
+
+    #[test]
+    fn a_multi_line_environment_value_is_kept_whole() {
+        use std::ffi::OsString;
+        let env = |k: &str, v: &str| [(OsString::from(k), OsString::from(v))];
+        // A number on the first line and more after: not the number, the whole text (a
+        // string, which this key refuses, naming it) — never the first line alone.
+        let e = format!(
+            "{:#}",
+            Config::load_str_with_env("", &env("SWITCHYARD__SIM__RATE", "7\nlimit = 3"))
+                .unwrap_err()
+        );
+        assert!(e.contains("rate"), "{e}");
+        let c = Config::load_str_with_env("", &env("SWITCHYARD__NATS__USER", "a\nb = 1")).unwrap();
+        assert_eq!(c.nats.user, "a\nb = 1");
+        assert_eq!(c.sim.limit, 0, "no key set from a value's later line");
+        // One value still reads as TOML.
+        let c = Config::load_str_with_env("", &env("SWITCHYARD__SIM__RATE", "7")).unwrap();
+        assert_eq!(c.sim.rate, 7);
     }
 }
