@@ -571,4 +571,338 @@ mod tests {
         assert_eq!(parse_segment_name("00000000000000000001.log"), None);
         assert_eq!(parse_segment_name(&segment_file_name(0)), None);
     }
+
+    /// A segment whose header says `first`, holding `n` frames of `payload` bytes each,
+    /// and the offset of every frame.
+    fn segment(first: u64, n: u64, payload: usize) -> (Vec<u8>, Vec<u64>) {
+        let mut data = codec::encode_header(first).to_vec();
+        let mut offsets = Vec::new();
+        for i in first..first + n {
+            offsets.push(data.len() as u64);
+            let body = vec![i as u8; payload];
+            codec::encode_frame(&mut data, i, 100 + i, Timestamp(10 * i), "a.b", "k", &body)
+                .unwrap();
+        }
+        (data, offsets)
+    }
+
+    /// Scan `src` as segment `first` (name and header agree), collecting each visited
+    /// record's index and offset.
+    fn scan_all<R: Read>(
+        src: R,
+        first: u64,
+        bytes: u64,
+    ) -> (Result<SegmentSummary, JournalError>, Vec<(u64, u64)>) {
+        let mut seen = Vec::new();
+        let path = PathBuf::from(segment_file_name(first));
+        let sum = scan(src, path, Some(first), true, bytes, |r, off| {
+            seen.push((r.index, off))
+        });
+        (sum, seen)
+    }
+
+    /// Hands out at most `step` bytes per read, with an `Interrupted` error before each
+    /// read, and fails once with a real error when it reaches `fail_at`.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+        interrupt: bool,
+        fail_at: Option<usize>,
+    }
+
+    impl Trickle {
+        fn new(data: Vec<u8>, step: usize) -> Self {
+            Trickle {
+                data,
+                pos: 0,
+                step,
+                interrupt: false,
+                fail_at: None,
+            }
+        }
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut end = self.data.len().min(self.pos + self.step);
+            if let Some(at) = self.fail_at {
+                if self.pos == at {
+                    self.fail_at = None;
+                    return Err(io::Error::other("disk on fire"));
+                }
+                if self.pos < at {
+                    end = end.min(at);
+                }
+            }
+            let n = buf.len().min(end - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    fn check_whole(sum: &SegmentSummary, data: &[u8], first: u64, n: u64) {
+        assert_eq!(sum.path, PathBuf::from(segment_file_name(first)));
+        assert_eq!(sum.first_index, first);
+        assert_eq!(sum.records, n);
+        assert_eq!(sum.last_index, Some(first + n - 1));
+        assert_eq!(sum.valid_bytes, data.len() as u64);
+        assert_eq!(sum.bytes, data.len() as u64);
+        assert_eq!(sum.first_ts, Some(Timestamp(10 * first)));
+        assert_eq!(sum.last_ts, Some(Timestamp(10 * (first + n - 1))));
+        assert_eq!(
+            (sum.min_seq, sum.max_seq),
+            (Some(100 + first), Some(100 + first + n - 1))
+        );
+        assert_eq!(sum.torn_tail, None);
+        assert!(!sum.torn_header);
+    }
+
+    #[test]
+    fn short_and_interrupted_reads_scan_like_one_read() {
+        let (data, offsets) = segment(7, 20, 50);
+        let (sum, seen) = scan_all(Trickle::new(data.clone(), 5), 7, data.len() as u64);
+        check_whole(&sum.unwrap(), &data, 7, 20);
+        let want: Vec<(u64, u64)> = (7..27).zip(offsets).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn a_segment_larger_than_the_read_chunk_is_read_whole() {
+        // Frames of ~4 KiB straddle the 1 MiB chunk boundaries.
+        let (data, offsets) = segment(1, 300, 4_000);
+        assert!(data.len() > CHUNK + CHUNK / 8);
+        let (sum, seen) = scan_all(&data[..], 1, data.len() as u64);
+        check_whole(&sum.unwrap(), &data, 1, 300);
+        let want: Vec<(u64, u64)> = (1..301).zip(offsets).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_read_chunk_and_the_frames_after_it_are_read() {
+        let mut data = codec::encode_header(1).to_vec();
+        let mut offsets = Vec::new();
+        for (i, len) in [(1u64, 10), (2, CHUNK + CHUNK / 2), (3, 10), (4, 10)] {
+            offsets.push(data.len() as u64);
+            codec::encode_frame(&mut data, i, i, Timestamp(i), "a.b", "k", &vec![7; len]).unwrap();
+        }
+        let (sum, seen) = scan_all(&data[..], 1, data.len() as u64);
+        let sum = sum.unwrap();
+        assert_eq!((sum.records, sum.valid_bytes), (4, data.len() as u64));
+        assert_eq!(sum.torn_tail, None);
+        let want: Vec<(u64, u64)> = (1..5).zip(offsets).collect();
+        assert_eq!(seen, want);
+    }
+
+    /// Counts the reads made through it.
+    struct Counting<'a> {
+        data: &'a [u8],
+        reads: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            self.data.read(buf)
+        }
+    }
+
+    #[test]
+    fn a_segment_is_read_in_large_chunks_not_a_read_per_frame() {
+        let (data, _) = segment(1, 1_000, 20);
+        assert!(data.len() < CHUNK);
+        let mut src = Counting {
+            data: &data,
+            reads: 0,
+        };
+        let sum = scan(&mut src, PathBuf::from("x"), None, true, 0, |_, _| {}).unwrap();
+        assert_eq!(sum.records, 1_000);
+        // The header, then the whole segment at once, then the end of the file.
+        assert!(src.reads <= 3, "{} reads for 1000 frames", src.reads);
+    }
+
+    #[test]
+    fn a_read_error_fails_the_scan_in_the_header_and_in_the_frames() {
+        let (data, offsets) = segment(1, 3, 10);
+        for at in [10, offsets[1] as usize + 3] {
+            let mut src = Trickle::new(data.clone(), 1_000);
+            src.fail_at = Some(at);
+            let (sum, _) = scan_all(src, 1, data.len() as u64);
+            match sum {
+                Err(JournalError::Io { op, source, .. }) => {
+                    assert_eq!(op, "reading");
+                    assert_eq!(source.to_string(), "disk on fire");
+                }
+                other => panic!("failing at byte {at}: expected an I/O error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_that_disagrees_with_the_file_name_is_refused() {
+        let (data, _) = segment(5, 1, 10);
+        let scan_as = |name: Option<u64>| {
+            scan(
+                &data[..],
+                PathBuf::from("x"),
+                name,
+                true,
+                data.len() as u64,
+                |_, _| {},
+            )
+        };
+        match scan_as(Some(6)) {
+            Err(JournalError::BadHeader {
+                reason: HeaderError::NameMismatch { header, name },
+                ..
+            }) => assert_eq!((header, name), (5, 6)),
+            other => panic!("expected a name mismatch, got {other:?}"),
+        }
+        assert_eq!(scan_as(Some(5)).unwrap().records, 1);
+        assert_eq!(scan_as(None).unwrap().first_index, 5);
+    }
+
+    #[test]
+    fn a_short_header_is_a_torn_tail_only_in_the_last_segment() {
+        let (data, _) = segment(1, 0, 0);
+        let short = &data[..HEADER_LEN - 1];
+        let sum = scan_segment_bytes(short, true).unwrap();
+        assert!(sum.torn_header);
+        let t = sum.torn_tail.unwrap();
+        assert_eq!((t.offset, t.bytes), (0, HEADER_LEN as u64 - 1));
+        assert!(matches!(
+            scan_segment_bytes(short, false),
+            Err(JournalError::BadHeader { .. })
+        ));
+        let whole = scan_segment_bytes(&data, true).unwrap();
+        assert!(!whole.torn_header);
+        assert_eq!((whole.records, whole.valid_bytes), (0, HEADER_LEN as u64));
+    }
+
+    fn frame(index: u64, topic: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        codec::encode_frame(&mut out, index, 1, Timestamp(1), topic, "", payload).unwrap();
+        out
+    }
+
+    fn followed_by_valid(r: Result<SegmentSummary, JournalError>) -> Option<(u64, u64)> {
+        match r {
+            Err(JournalError::Corrupt {
+                offset,
+                reason: Corruption::FollowedByValid { next_valid, .. },
+                ..
+            }) => Some((offset, next_valid)),
+            Ok(sum) => {
+                let t = sum
+                    .torn_tail
+                    .expect("damage must show as an error or a tail");
+                assert_eq!(t.next_valid, None);
+                None
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn damage_is_told_from_a_torn_tail_by_a_valid_frame_whose_index_could_follow() {
+        let (good, _) = segment(1, 3, 10);
+        let bad_at = good.len() as u64;
+        let garbage = [0xFFu8; 100];
+        let with_next = |f: &[u8]| {
+            let mut data = good.clone();
+            data.extend_from_slice(&garbage);
+            data.extend_from_slice(f);
+            scan_segment_bytes(&data, true)
+        };
+        let flen = frame(0, "a.b", b"p").len();
+        // As many frames as the damaged bytes could hold may be missing: index 4 (the
+        // next) up to 4 + (bytes after the damage) / MIN_FRAME_LEN + 1.
+        let top = 4 + ((garbage.len() + flen) / MIN_FRAME_LEN) as u64 + 1;
+        let next = bad_at + garbage.len() as u64;
+        for index in [4, top] {
+            assert_eq!(
+                followed_by_valid(with_next(&frame(index, "a.b", b"p"))),
+                Some((bad_at, next)),
+                "index {index}"
+            );
+        }
+        // A frame past that range, or one the segment already holds, is stale bytes: a
+        // torn tail.
+        for index in [top + 1, 3, 1] {
+            assert_eq!(
+                followed_by_valid(with_next(&frame(index, "a.b", b"p"))),
+                None,
+                "index {index}"
+            );
+        }
+        // The smallest possible frame, at the very end, counts too.
+        let tiny = frame(4, "", b"");
+        assert_eq!(tiny.len(), MIN_FRAME_LEN);
+        let mut data = good.clone();
+        data.extend_from_slice(&[0xFF; 5]);
+        data.extend_from_slice(&tiny);
+        assert_eq!(
+            followed_by_valid(scan_segment_bytes(&data, true)),
+            Some((bad_at, bad_at + 5))
+        );
+    }
+
+    #[test]
+    fn damage_in_a_large_last_segment_finds_a_valid_frame_past_the_read_chunk() {
+        let (mut data, offsets) = segment(1, 300, 4_000);
+        // Frames 3 to 280 are wiped: the first valid one after them lies past the first
+        // chunk the scanner has read.
+        let (from, to) = (offsets[2] as usize, offsets[280] as usize);
+        assert!(to > CHUNK);
+        data[from..to].fill(0);
+        let bytes = data.len() as u64;
+        assert_eq!(
+            followed_by_valid(scan_segment_bytes(&data, true)),
+            Some((offsets[2], offsets[280]))
+        );
+        // The writer's recovery: a tail to cut, holding everything from the damage on.
+        let path = PathBuf::from(segment_file_name(1));
+        let sum = scan_with(&data[..], path, Some(1), true, true, bytes, &mut |_, _| {}).unwrap();
+        assert_eq!((sum.records, sum.valid_bytes), (2, offsets[2]));
+        let t = sum.torn_tail.unwrap();
+        assert_eq!(
+            (t.offset, t.bytes, t.next_valid),
+            (offsets[2], bytes - offsets[2], Some(offsets[280]))
+        );
+        // Not the last segment: an error whatever follows.
+        assert!(matches!(
+            scan_segment_bytes(&data, false),
+            Err(JournalError::Corrupt { offset, .. }) if offset == offsets[2]
+        ));
+    }
+
+    #[test]
+    fn a_torn_tail_says_where_what_and_what_follows() {
+        let mut t = TornTail {
+            segment: PathBuf::from("j/00000000000000000001.sy-journal"),
+            offset: 132,
+            bytes: 40,
+            reason: "checksum mismatch".into(),
+            next_valid: None,
+            kept_in: None,
+        };
+        assert_eq!(
+            t.to_string(),
+            "torn tail in j/00000000000000000001.sy-journal at byte offset 132: 40 bytes \
+             (checksum mismatch)"
+        );
+        t.next_valid = Some(150);
+        t.kept_in = Some(PathBuf::from("j/side"));
+        assert_eq!(
+            t.to_string(),
+            "torn tail in j/00000000000000000001.sy-journal at byte offset 132: 40 bytes \
+             (checksum mismatch); a valid frame follows at byte 150; the cut bytes are kept \
+             in j/side"
+        );
+    }
 }

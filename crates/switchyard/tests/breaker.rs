@@ -599,3 +599,251 @@ proptest! {
         prop_assert_eq!(c.successes + c.failures + c.rejected + c.ignored, c.calls);
     }
 }
+
+#[test]
+fn permits_say_whether_they_are_probes_and_open_until_is_set_only_while_open() {
+    let mut b = CircuitBreaker::new("until", tripping(1, None)).unwrap();
+    let t0 = Instant::now();
+    let p = b.try_acquire(t0).unwrap();
+    assert!(!p.is_probe(), "a closed breaker's permit is no probe");
+    assert_eq!(b.open_until(), None);
+    let t1 = t0 + Duration::from_millis(250);
+    b.on_failure(p, t1);
+    assert_eq!(b.state(), BreakerState::Open);
+    assert_eq!(b.open_until(), Some(t1 + Duration::from_secs(1)));
+    let probe = b.try_acquire(t1 + Duration::from_secs(1)).unwrap();
+    assert!(probe.is_probe());
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    assert_eq!(b.open_until(), None);
+    b.on_success(probe, Duration::ZERO, t1 + Duration::from_secs(1));
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(b.open_until(), None);
+}
+
+#[test]
+fn a_probe_from_an_earlier_half_open_period_frees_no_slot_when_released() {
+    let mut b = CircuitBreaker::new("stale-probe", tripping(2, None)).unwrap();
+    let t0 = Instant::now();
+    let p = b.try_acquire(t0).unwrap();
+    b.on_failure(p, t0);
+    let t1 = t0 + Duration::from_secs(1);
+    let failing = b.try_acquire(t1).unwrap();
+    let stale = b.try_acquire(t1).unwrap();
+    assert!(failing.is_probe() && stale.is_probe());
+    b.on_failure(failing, t1); // re-opened: `stale` belongs to the last period
+    assert_eq!(b.state(), BreakerState::Open);
+    let t2 = t1 + Duration::from_secs(1);
+    let _current = b.try_acquire(t2).unwrap();
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    b.release(stale, t2);
+    assert_eq!(b.counters().ignored, 1);
+    assert_eq!(b.snapshot(t2).probes_admitted, 1);
+    let _second = b.try_acquire(t2).unwrap();
+    assert!(
+        b.try_acquire(t2).is_err(),
+        "only two probes per half-open period, whatever older permits do"
+    );
+}
+
+#[test]
+fn a_closed_period_permit_released_while_half_open_frees_no_slot() {
+    let mut b = CircuitBreaker::new("stale-closed", tripping(1, None)).unwrap();
+    let t0 = Instant::now();
+    let early = b.try_acquire(t0).unwrap();
+    let p = b.try_acquire(t0).unwrap();
+    b.on_failure(p, t0);
+    let t1 = t0 + Duration::from_secs(1);
+    let _probe = b.try_acquire(t1).unwrap();
+    b.release(early, t1);
+    assert_eq!(b.snapshot(t1).probes_admitted, 1);
+    assert!(
+        b.try_acquire(t1).is_err(),
+        "the only probe slot is still taken"
+    );
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+}
+
+fn slow_rule(probes: u32) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: Some(1),
+        slow_call_duration: Some(Duration::from_millis(100)),
+        slow_call_rate_threshold: Some(0.5),
+        window: SlidingWindow::Count { calls: 4 },
+        minimum_calls: 4,
+        open_duration: Duration::from_secs(1),
+        half_open_probes: probes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_fast_probe_closes_and_a_slow_one_reopens_when_a_slow_call_rule_is_set() {
+    let mut b = CircuitBreaker::new("slow-probe", slow_rule(1)).unwrap();
+    let t0 = Instant::now();
+    let p = b.try_acquire(t0).unwrap();
+    b.on_failure(p, t0);
+    let t1 = t0 + Duration::from_secs(1);
+    let probe = b.try_acquire(t1).unwrap();
+    b.on_success(probe, Duration::from_millis(99), t1);
+    assert_eq!(b.state(), BreakerState::Closed, "a fast probe closes it");
+
+    let p = b.try_acquire(t1).unwrap();
+    b.on_failure(p, t1);
+    let t2 = t1 + Duration::from_secs(1);
+    let probe = b.try_acquire(t2).unwrap();
+    b.on_success(probe, Duration::from_millis(100), t2);
+    assert_eq!(b.state(), BreakerState::Open, "a slow probe re-opens it");
+    let last = b.take_transitions().pop().unwrap();
+    assert_eq!(
+        (last.from, last.to, last.reason),
+        (
+            BreakerState::HalfOpen,
+            BreakerState::Open,
+            TransitionReason::ProbeSlow
+        )
+    );
+    assert_eq!(b.snapshot(t2).consecutive_reopens, 1);
+}
+
+#[test]
+fn slow_call_rate_below_the_threshold_keeps_it_closed_and_at_it_trips() {
+    let mut b = CircuitBreaker::new("slow-rate", slow_rule(1)).unwrap();
+    let t0 = Instant::now();
+    let mut call = |ms: u64| {
+        let p = b.try_acquire(t0).unwrap();
+        b.on_success(p, Duration::from_millis(ms), t0);
+        b.state()
+    };
+    // slow fast fast fast: 1/4 = 25% < 50%.
+    assert_eq!(call(100), BreakerState::Closed);
+    for _ in 0..3 {
+        assert_eq!(call(0), BreakerState::Closed);
+    }
+    // The window slides to fast fast fast slow: still 25%.
+    assert_eq!(call(150), BreakerState::Closed);
+    // fast fast slow slow: 50% → open.
+    assert_eq!(call(150), BreakerState::Open);
+    let t = b.take_transitions().pop().unwrap();
+    assert_eq!(
+        t.reason,
+        TransitionReason::SlowCallRate { slow: 2, calls: 4 }
+    );
+}
+
+#[test]
+fn a_failure_rate_under_the_threshold_with_failures_in_the_window_keeps_it_closed() {
+    let mut b = CircuitBreaker::new(
+        "rate-sync",
+        BreakerConfig {
+            consecutive_failures: None,
+            failure_rate_threshold: Some(0.5),
+            window: SlidingWindow::Count { calls: 3 },
+            minimum_calls: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut call = |fail: bool| {
+        let p = b.try_acquire(t0).unwrap();
+        if fail {
+            b.on_failure(p, t0);
+        } else {
+            b.on_success(p, Duration::ZERO, t0);
+        }
+        b.state()
+    };
+    // S S F: 1/3 < 50%.
+    assert_eq!(call(false), BreakerState::Closed);
+    assert_eq!(call(false), BreakerState::Closed);
+    assert_eq!(call(true), BreakerState::Closed);
+    // S F F: 2/3 ≥ 50%.
+    assert_eq!(call(true), BreakerState::Open);
+}
+
+#[test]
+fn states_and_reasons_display_for_humans() {
+    let states: Vec<String> = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+        BreakerState::ForcedOpen,
+        BreakerState::Disabled,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        states,
+        ["closed", "open", "half-open", "forced-open", "disabled"]
+    );
+    let reasons: Vec<String> = [
+        TransitionReason::ConsecutiveFailures { count: 3 },
+        TransitionReason::FailureRate {
+            failures: 4,
+            calls: 5,
+        },
+        TransitionReason::SlowCallRate { slow: 2, calls: 3 },
+        TransitionReason::OpenDurationElapsed,
+        TransitionReason::ProbeFailed,
+        TransitionReason::ProbeSlow,
+        TransitionReason::ProbesSucceeded { probes: 2 },
+        TransitionReason::ForcedOpen,
+        TransitionReason::Disabled,
+        TransitionReason::Reset,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        reasons,
+        [
+            "3 consecutive failures",
+            "failure rate 4/5",
+            "slow-call rate 2/3",
+            "open duration elapsed",
+            "half-open probe failed",
+            "half-open probe was slow",
+            "all 2 half-open probes succeeded",
+            "forced open by an operator",
+            "disabled by an operator",
+            "reset by an operator",
+        ]
+    );
+}
+
+#[test]
+fn a_transition_serializes_its_open_period_in_milliseconds() {
+    let mut b = CircuitBreaker::new(
+        "json",
+        BreakerConfig {
+            open_duration: Duration::from_millis(1500),
+            ..tripping(1, None)
+        },
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let p = b.try_acquire(t0).unwrap();
+    b.on_failure(p, t0);
+    let probe = b.try_acquire(t0 + Duration::from_millis(1500)).unwrap();
+    b.on_failure(probe, t0 + Duration::from_millis(1500));
+    let json: Vec<serde_json::Value> = b
+        .take_transitions()
+        .iter()
+        .map(|t| serde_json::to_value(t).unwrap())
+        .collect();
+    assert_eq!(
+        json[0],
+        serde_json::json!({
+            "name": "json",
+            "seq": 1,
+            "from": "closed",
+            "to": "open",
+            "reason": {"kind": "consecutive_failures", "count": 1},
+            "open_for_ms": 1500.0,
+        })
+    );
+    assert_eq!(json[1]["to"], "half-open");
+    assert_eq!(json[1]["open_for_ms"], serde_json::Value::Null);
+    assert_eq!(json[2]["open_for_ms"], 1500.0);
+}

@@ -707,6 +707,93 @@ fn config_rejects_bad_values_and_unknown_fields() {
 }
 
 #[test]
+fn config_validation_accepts_the_bounds_and_rejects_just_past_them() {
+    let with = |f: fn(&mut KillSwitchConfig)| {
+        let mut c = KillSwitchConfig::default();
+        f(&mut c);
+        c.validate()
+    };
+    let field = |r: Result<(), KillSwitchConfigError>| match r.unwrap_err() {
+        KillSwitchConfigError::Invalid { field, .. } => field,
+    };
+    assert_eq!(with(|c| c.audit_capacity = 1), Ok(()));
+    assert_eq!(with(|c| c.audit_capacity = MAX_AUDIT_CAPACITY), Ok(()));
+    assert_eq!(
+        field(with(|c| c.audit_capacity = MAX_AUDIT_CAPACITY + 1)),
+        "audit_capacity"
+    );
+    assert_eq!(with(|c| c.max_reset_failures = 1), Ok(()));
+    assert_eq!(field(with(|c| c.lockout = Duration::ZERO)), "lockout");
+    // The longest lockout may equal the first one (no doubling), not be shorter.
+    assert_eq!(with(|c| c.max_lockout = c.lockout), Ok(()));
+    assert_eq!(
+        field(with(|c| c.max_lockout = c.lockout - Duration::from_nanos(1))),
+        "max_lockout"
+    );
+}
+
+#[test]
+fn now_and_every_audit_record_read_the_switchs_clock() {
+    let (ks, clock) = switch_with(KillSwitchConfig {
+        max_reset_failures: 1,
+        ..Default::default()
+    });
+    assert_eq!(ks.now(), Timestamp::from_nanos(1_000));
+    clock.set(Timestamp::from_nanos(5_000));
+    assert_eq!(ks.now(), Timestamp::from_nanos(5_000));
+    ks.trigger(req(Scope::All, Mode::Halt, "x"));
+    clock.advance(Duration::from_nanos(1));
+    let t0 = Instant::now();
+    ks.reset(None, "wrong", "eve", t0).unwrap_err();
+    clock.advance(Duration::from_nanos(1));
+    ks.reset(None, SECRET, "alice", t0 + Duration::from_secs(3600))
+        .unwrap();
+    let at: Vec<Timestamp> = ks.audit().iter().map(|r| r.at).collect();
+    assert_eq!(
+        at,
+        vec![
+            Timestamp::from_nanos(5_000),
+            Timestamp::from_nanos(5_001),
+            Timestamp::from_nanos(5_002)
+        ]
+    );
+    assert_eq!(ks.now(), Timestamp::from_nanos(5_002));
+}
+
+#[test]
+fn a_wrong_secret_error_says_when_it_starts_a_lockout() {
+    let plain = ResetError::WrongSecret {
+        consecutive_failures: 1,
+        locked_out_for: None,
+    };
+    assert_eq!(
+        plain.to_string(),
+        "kill switch reset refused: wrong operator secret (1 consecutive failures)"
+    );
+    let locking = ResetError::WrongSecret {
+        consecutive_failures: 3,
+        locked_out_for: Some(Duration::from_secs(2)),
+    };
+    assert_eq!(
+        locking.to_string(),
+        "kill switch reset refused: wrong operator secret (3 consecutive failures; resets \
+         locked out for 2s)"
+    );
+}
+
+#[test]
+fn debug_output_shows_whether_it_is_engaged_and_the_active_triggers() {
+    let ks = switch();
+    let idle = format!("{ks:?}");
+    assert!(idle.starts_with("KillSwitch {"), "{idle}");
+    assert!(idle.contains("engaged: false"), "{idle}");
+    ks.trigger(req(venue("binance"), Mode::Halt, "maintenance"));
+    let engaged = format!("{ks:?}");
+    assert!(engaged.contains("engaged: true"), "{engaged}");
+    assert!(engaged.contains("maintenance"), "{engaged}");
+}
+
+#[test]
 fn handles_are_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<KillSwitch>();
