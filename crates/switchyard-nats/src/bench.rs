@@ -213,8 +213,9 @@ pub async fn run_paced(url: &str, events: u64, jetstream: bool, rate: Option<u64
     }
 }
 
-/// The payload and headers the bridge would send for benchmark event `n` (same sizes).
-fn raw_message(n: u64, pad: &str) -> (async_nats::HeaderMap, bytes::Bytes) {
+/// The payload and headers the bridge would send for benchmark event `n` (same sizes;
+/// `lane`: with the lane headers, as in JetStream mode).
+fn raw_message(n: u64, pad: &str, lane: bool) -> (async_nats::HeaderMap, bytes::Bytes) {
     let ev = BenchEvent {
         n,
         sent_ns: epoch().elapsed().as_nanos() as u64,
@@ -223,7 +224,12 @@ fn raw_message(n: u64, pad: &str) -> (async_nats::HeaderMap, bytes::Bytes) {
         pad: pad.to_owned(),
     };
     let payload = serde_json::to_vec(&ev).expect("serialize");
-    let headers = crate::wire::headers("raw@0000000000000000", "bench_event", n, ev.sent_ns);
+    let (origin, kind) = ("raw@0000000000000000", "bench_event");
+    let headers = if lane {
+        crate::wire::lane_headers(origin, kind, n, ev.sent_ns, "bench.>", n + 1)
+    } else {
+        crate::wire::headers(origin, kind, n, ev.sent_ns)
+    };
     (headers, bytes::Bytes::from(payload))
 }
 
@@ -265,7 +271,7 @@ pub async fn raw_core_eps(url: &str, events: u64) -> f64 {
     let subject = async_nats::Subject::from(subject);
     let t0 = Instant::now();
     for n in 0..events {
-        let (h, p) = raw_message(n, &pad);
+        let (h, p) = raw_message(n, &pad, false);
         if pub_client
             .publish_with_headers(subject.clone(), h, p)
             .await
@@ -351,7 +357,7 @@ pub async fn raw_jetstream_eps(
         while inflight.len() >= max_in_flight.max(1) {
             let _ = inflight.next().await;
         }
-        let (h, p) = raw_message(n, &pad);
+        let (h, p) = raw_message(n, &pad, true);
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(p)
             .headers(h);

@@ -237,6 +237,7 @@ impl BridgeBuilder {
                 .iter()
                 .any(|e| import_types.contains(&e.type_id)),
             counters: Arc::clone(&counters),
+            lanes: matches!(cfg.mode, Mode::JetStream(_)),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
 

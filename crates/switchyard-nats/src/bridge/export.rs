@@ -35,7 +35,7 @@ pub(super) struct Outgoing {
     pub(super) ts: u64,
     /// The export subscription's subject pattern (see [`wire::LANE`]).
     pub(super) lane: Arc<str>,
-    /// Its number in the lane (see [`wire::LANE_SEQ`]).
+    /// Its number in the lane (see [`wire::LANE_SEQ`]); 0: not numbered (core mode).
     pub(super) lane_seq: u64,
     /// Its place in the exporter's sending order (set when the exporter takes it): the
     /// order retries go in.
@@ -45,7 +45,7 @@ pub(super) struct Outgoing {
 impl Outgoing {
     pub(super) fn take_headers(&mut self, origin: &str) -> HeaderMap {
         self.headers.take().unwrap_or_else(|| {
-            wire::lane_headers(
+            build_headers(
                 origin,
                 self.kind,
                 self.seq,
@@ -57,12 +57,31 @@ impl Outgoing {
     }
 }
 
+/// The headers of an exported event: with its lane number when it has one (JetStream),
+/// without (core mode, where nothing resequences and nothing is retried).
+fn build_headers(
+    origin: &str,
+    kind: &str,
+    seq: u64,
+    ts: u64,
+    lane: &str,
+    lane_seq: u64,
+) -> HeaderMap {
+    if lane_seq == 0 {
+        wire::headers(origin, kind, seq, ts)
+    } else {
+        wire::lane_headers(origin, kind, seq, ts, lane, lane_seq)
+    }
+}
+
 pub(super) struct ExportShared {
     pub(super) prefix: String,
     pub(super) origin: String,
     pub(super) guard: Arc<LoopGuard>,
     pub(super) guard_enabled: bool,
     pub(super) counters: Arc<Counters>,
+    /// Number each lane's messages (JetStream: the importer resequences by them).
+    pub(super) lanes: bool,
 }
 
 /// Payloads are serialized into one growing buffer and split off it, so that many share
@@ -114,23 +133,23 @@ impl ExportHandler {
             })
             .clone();
         let ts = ev.ts.as_nanos();
-        self.lane_seq += 1;
+        let lane_seq = if sh.lanes {
+            self.lane_seq += 1;
+            self.lane_seq
+        } else {
+            0
+        };
         Ok(Some(Outgoing {
             subject,
-            headers: Some(wire::lane_headers(
-                &sh.origin,
-                self.kind,
-                ev.seq,
-                ts,
-                &self.lane,
-                self.lane_seq,
+            headers: Some(build_headers(
+                &sh.origin, self.kind, ev.seq, ts, &self.lane, lane_seq,
             )),
             payload,
             kind: self.kind,
             seq: ev.seq,
             ts,
             lane: Arc::clone(&self.lane),
-            lane_seq: self.lane_seq,
+            lane_seq,
             ordinal: 0,
         }))
     }
