@@ -100,8 +100,8 @@
 //! | `Switchyard-Origin` | `<node>@<boot id>`: the configured origin (node name) and a 16-hex-digit id drawn at each start, so sequence numbers of different runs never collide |
 //! | `Switchyard-Seq` | the event's sequence number on the publishing bus (decimal) |
 //! | `Switchyard-Ts` | the event's publish time on the publishing bus, ns since the Unix epoch (decimal) |
-//! | `Switchyard-Lane` | the exporting subscription's subject pattern: with origin and kind, the lane |
-//! | `Switchyard-Lane-Seq` | the message's number in its lane, 1, 2, 3, … without gaps (the JetStream importer resequences by it) |
+//! | `Switchyard-Lane` | (JetStream) the exporting subscription's subject pattern: with origin and kind, the lane |
+//! | `Switchyard-Lane-Seq` | (JetStream) the message's number in its lane, 1, 2, 3, … without gaps (the JetStream importer resequences by it) |
 //! | `Content-Type` | `application/json` |
 //!
 //! Messages published by other programs need the `Switchyard-Kind` header (and should
