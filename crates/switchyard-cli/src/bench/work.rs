@@ -28,22 +28,8 @@ pub enum Workload {
 /// Runs `workload` for `events` events; returns the events done.
 pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
     match workload {
-        Workload::Bus => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(super::bus::bus_fanout(events, 1, false));
-            rt.shutdown_timeout(Duration::from_secs(5));
-            Ok(events)
-        }
-        Workload::Fanout => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(super::bus::bus_fanout(events, 16, false));
-            rt.shutdown_timeout(Duration::from_secs(5));
-            Ok(events)
-        }
+        Workload::Bus => bus_on_one_thread(events, 1),
+        Workload::Fanout => bus_on_one_thread(events, 16),
         Workload::Engine => pipeline::sync_chain_only(events),
         Workload::Parse => pipeline::parse_only(events),
         Workload::Journal => {
@@ -55,4 +41,15 @@ pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
             Ok(events)
         }
     }
+}
+
+/// The bus, one publisher to `subs` subscribers, on a current-thread runtime (one
+/// thread: the count does not depend on how two threads interleave).
+fn bus_on_one_thread(events: u64, subs: usize) -> anyhow::Result<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(super::bus::bus_fanout(events, subs, false));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    Ok(events)
 }
