@@ -78,6 +78,7 @@
 //! # }
 //! ```
 
+mod chunks;
 mod error;
 mod handler;
 mod metrics;
@@ -640,8 +641,8 @@ async fn deliver<T: Send + Sync + 'static>(
                 ts,
                 payload: Payload::Owned(event),
             };
-            match push_one(inner, only, env, overcommit).await {
-                Some((env, true)) => match env.payload {
+            match push_or_wait(inner, only, env, overcommit).await {
+                Some(env) => match env.payload {
                     Payload::Owned(t) => Err(PublishError::Closed(t)),
                     Payload::Shared(_) => unreachable!("sent owned"),
                 },
@@ -659,9 +660,13 @@ async fn deliver<T: Send + Sync + 'static>(
                     ts,
                     payload: Payload::Shared(Arc::clone(&shared)),
                 };
-                match push_one(inner, sub, env, overcommit).await {
-                    Some((_, true)) => refused_at_shutdown.push(sub),
-                    _ => accepted_any = true,
+                match push_one(inner, sub, env, overcommit) {
+                    Pushed::Done => accepted_any = true,
+                    Pushed::Refused(_) => refused_at_shutdown.push(sub),
+                    Pushed::Full(e) => match push_wait(inner, sub, e, overcommit).await {
+                        None => accepted_any = true,
+                        Some(_) => refused_at_shutdown.push(sub),
+                    },
                 }
             }
             if !refused_at_shutdown.is_empty() {
@@ -680,41 +685,77 @@ async fn deliver<T: Send + Sync + 'static>(
 /// Push to one subscription, waiting for room under `Block`. Returns the envelope back
 /// with `true` if the bus is shutting down and the queue refused it; `None` otherwise
 /// (accepted, dropped by policy, or the subscription is gone).
-async fn push_one<T: Send + Sync + 'static>(
+///
+/// The first attempt is a plain call, not an `.await`: only a full `Block` queue builds
+/// the waiting future ([`push_wait`]), so a fan-out of N pays N pushes, not N futures.
+#[inline]
+fn push_one<T: Send + Sync + 'static>(
+    inner: &Arc<Inner>,
+    sub: &Arc<SubShared<T>>,
+    env: Envelope<T>,
+    overcommit: bool,
+) -> Pushed<T> {
+    match sub.push(env, overcommit, inner.clock.now_if_needed(&sub.overflow)) {
+        Push::Closed(e, Status::Draining) => Pushed::Refused(e),
+        Push::Accepted | Push::Dropped | Push::Closed(_, _) => Pushed::Done,
+        Push::Evicted(n) => {
+            Bus {
+                inner: Arc::clone(inner),
+            }
+            .evicted(sub.id, &sub.name, n);
+            Pushed::Done
+        }
+        Push::Full(e) => Pushed::Full(e),
+    }
+}
+
+/// What [`push_one`] did.
+enum Pushed<T> {
+    /// Accepted, dropped by policy, or the subscription is gone.
+    Done,
+    /// Refused: the bus is shutting down.
+    Refused(Envelope<T>),
+    /// Full under `Block`: wait with [`push_wait`].
+    Full(Envelope<T>),
+}
+
+/// Wait for room in a full `Block` queue, then push; as [`push_one`].
+async fn push_wait<T: Send + Sync + 'static>(
     inner: &Arc<Inner>,
     sub: &Arc<SubShared<T>>,
     mut env: Envelope<T>,
     overcommit: bool,
-) -> Option<(Envelope<T>, bool)> {
+) -> Option<Envelope<T>> {
     loop {
-        match sub.push(env, overcommit, inner.clock.now_if_needed(&sub.overflow)) {
-            Push::Accepted | Push::Dropped => return None,
-            Push::Closed(e, Status::Draining) => return Some((e, true)),
-            Push::Closed(_, _) => return None,
-            Push::Evicted(n) => {
-                Bus {
-                    inner: Arc::clone(inner),
-                }
-                .evicted(sub.id, &sub.name, n);
-                return None;
+        let notified = sub.space.notified();
+        let mut notified = pin!(notified);
+        notified.as_mut().enable();
+        // Retry with the waiter registered, so a wake-up between the failed push and
+        // `enable` is not lost.
+        match push_one(inner, sub, env, overcommit) {
+            Pushed::Full(e) => {
+                env = e;
+                notified.await;
             }
-            Push::Full(e) => {
-                let notified = sub.space.notified();
-                let mut notified = pin!(notified);
-                notified.as_mut().enable();
-                // Retry once with the waiter registered, so a wake-up between the failed
-                // push and `enable` is not lost.
-                match sub.push(e, overcommit, Timestamp::ZERO) {
-                    Push::Full(e) => {
-                        env = e;
-                        notified.await;
-                    }
-                    Push::Accepted | Push::Dropped | Push::Evicted(_) => return None,
-                    Push::Closed(e, Status::Draining) => return Some((e, true)),
-                    Push::Closed(_, _) => return None,
-                }
-            }
+            Pushed::Done => return None,
+            Pushed::Refused(e) => return Some(e),
         }
+    }
+}
+
+/// Push, waiting for room if needed; `Some(env)` if the bus is shutting down and the
+/// queue refused it.
+#[inline]
+async fn push_or_wait<T: Send + Sync + 'static>(
+    inner: &Arc<Inner>,
+    sub: &Arc<SubShared<T>>,
+    env: Envelope<T>,
+    overcommit: bool,
+) -> Option<Envelope<T>> {
+    match push_one(inner, sub, env, overcommit) {
+        Pushed::Done => None,
+        Pushed::Refused(e) => Some(e),
+        Pushed::Full(e) => push_wait(inner, sub, e, overcommit).await,
     }
 }
 

@@ -1,7 +1,8 @@
 //! A subscription's bounded queue: the data lane, the control lane, and the counters.
 //!
 //! One mutex guards both lanes. The publisher pushes one event per lock; the worker takes
-//! a whole batch per lock (swapping buffers, so steady state allocates nothing) and is
+//! a whole batch per lock (moving one chunk of [`Chunks`], so taking a batch from a long
+//! queue moves no events and steady state allocates nothing) and is
 //! woken only when it is parked, so a busy subscription costs the publisher no wake-ups.
 
 use std::collections::{HashMap, VecDeque};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::chunks::Chunks;
 use super::metrics::{DropCounts, Histograms, SubscriptionStats};
 use super::options::Overflow;
 use super::routes::SubId;
@@ -46,7 +48,7 @@ pub(crate) struct Counts {
 }
 
 struct State<T> {
-    items: VecDeque<Envelope<T>>,
+    items: Chunks<Envelope<T>>,
     control: VecDeque<SharedControl>,
     waker: Option<Waker>,
     status: Status,
@@ -115,7 +117,7 @@ impl<T> SubShared<T> {
             overflow,
             wants_control,
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(capacity.min(4096)),
+                items: Chunks::new(batch.min(capacity).max(1)),
                 control: VecDeque::new(),
                 waker: None,
                 status: Status::Open,
@@ -145,6 +147,7 @@ impl<T> SubShared<T> {
     /// Offer one event. `overcommit` admits it past a full `Block` queue instead of
     /// reporting `Full` (publishes from inside a handler, and `try_publish` after its room
     /// check); the other policies drop as they always do.
+    #[inline]
     pub fn push(&self, env: Envelope<T>, overcommit: bool, now: Timestamp) -> Push<T> {
         let mut st = self.lock();
         if st.status != Status::Open {
@@ -162,7 +165,9 @@ impl<T> SubShared<T> {
                     && abs >= st.head
                 {
                     let idx = (abs - st.head) as usize;
-                    st.items[idx] = env;
+                    *st.items
+                        .get_mut(idx)
+                        .expect("conflation index within the queue") = env;
                     st.counts.conflated_inc();
                     st.counts.accepted += 1;
                     return Push::Accepted;
@@ -292,12 +297,7 @@ impl<T> SubShared<T> {
             return Poll::Ready(Take::Stop);
         }
         if !st.items.is_empty() {
-            let n = st.items.len().min(self.batch);
-            if n == st.items.len() {
-                std::mem::swap(&mut st.items, batch);
-            } else {
-                batch.extend(st.items.drain(..n));
-            }
+            let n = st.items.take_front(batch);
             st.head += n as u64;
             st.counts.taken += n as u64;
             st.full_since = None;
