@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use switchyard::breaker::BreakerConfig;
 use switchyard::kill_switch::{KillPolicyConfig, KillSwitchConfig};
-use switchyard_trading::feed::{BadLinePolicy, Speed};
+use switchyard_trading::feed::{BadLinePolicy, Pacing, Speed};
 use switchyard_trading::model::InstrumentId;
 use switchyard_trading::num::{Price, Quantity};
 use switchyard_trading::risk::RiskLimits;
@@ -211,6 +211,10 @@ pub struct SimSection {
     pub seed: u64,
     /// Events per second (0: as fast as possible).
     pub rate: u64,
+    /// How the rate is kept: `timer` (bursts, one per millisecond tick) or `spin` (evenly
+    /// spaced; the feed's worker thread busy while it waits).
+    #[serde(default)]
+    pub pacing: Pacing,
     /// Stop after this many events (0: never).
     pub limit: u64,
     /// Simulated time between steps, in microseconds.

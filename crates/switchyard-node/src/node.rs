@@ -423,6 +423,7 @@ pub fn feed_source(cfg: &Config) -> anyhow::Result<FeedSource> {
             },
             rate: Some(cfg.sim.rate).filter(|r| *r > 0),
             limit: Some(cfg.sim.limit).filter(|l| *l > 0),
+            pacing: cfg.sim.pacing,
         },
     })
 }

@@ -15,7 +15,9 @@ use switchyard::{Bus, Envelope, Payload};
 use switchyard_node::{Config, Node};
 use switchyard_trading::engine::{EngineCore, EngineHandler};
 use switchyard_trading::exchange::{ExchangeConfig, PaperExchange};
-use switchyard_trading::feed::{FeedStats, FileSpec, ReplayOptions, ReplaySource, run_feed};
+use switchyard_trading::feed::{
+    FeedStats, FileSpec, Pacing, ReplayOptions, ReplaySource, run_feed,
+};
 use switchyard_trading::model::{Instrument, MarketEvent};
 use switchyard_trading::risk::RiskGuard;
 use switchyard_trading::strategy::{CrossoverConfig, MovingAverageCrossover};
@@ -199,13 +201,20 @@ async fn through_node(cfg: Config) -> anyhow::Result<(u64, Duration, switchyard_
 }
 
 /// Tick-to-order latency (p50, p99 in µs, and the orders behind them) through the node at
-/// a paced 100,000 simulated events/s, the engine's subscription parked or spinning.
-async fn paced_tick_to_order(events: u64, spin: bool) -> anyhow::Result<(f64, f64, u64)> {
+/// a paced 100,000 simulated events/s, the engine's subscription parked or spinning, the
+/// feed paced on the timer (bursts of about 100 events per 1 ms tick) or spinning (one
+/// event every 10 µs).
+async fn paced_tick_to_order(
+    events: u64,
+    spin: bool,
+    pacing: Pacing,
+) -> anyhow::Result<(f64, f64, u64)> {
     let mut cfg = bench_config(1, 1)?;
     cfg.run.feed = "sim".into();
     cfg.run.files.clear();
     cfg.run.engine_spin = spin;
     cfg.sim.rate = 100_000;
+    cfg.sim.pacing = pacing;
     cfg.sim.limit = events;
     // Short averages: many crossovers, so the percentiles rest on many orders.
     let s = &mut cfg.strategy[0];
@@ -265,8 +274,10 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let (events, t_parse) = load(&one)?;
     let (n_sync, t_sync, sync_orders) = sync_chain(&one, &events, u64::MAX)?;
     let paced = 300_000;
-    let (tp50, tp99, tn) = paced_tick_to_order(paced, false).await?;
-    let (sp50, sp99, sn) = paced_tick_to_order(paced, true).await?;
+    let (tp50, tp99, tn) = paced_tick_to_order(paced, false, Pacing::Timer).await?;
+    let (sp50, sp99, sn) = paced_tick_to_order(paced, true, Pacing::Timer).await?;
+    let (ep50, ep99, en) = paced_tick_to_order(paced, false, Pacing::Spin).await?;
+    let (esp50, esp99, esn) = paced_tick_to_order(paced, true, Pacing::Spin).await?;
     let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
     Ok(vec![
         ("events", n1 as f64),
@@ -292,5 +303,11 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
         ("tick_to_order_spin_100k_p50_us", sp50),
         ("tick_to_order_spin_100k_p99_us", sp99),
         ("tick_to_order_spin_100k_orders", sn as f64),
+        ("tick_to_order_even_100k_p50_us", ep50),
+        ("tick_to_order_even_100k_p99_us", ep99),
+        ("tick_to_order_even_100k_orders", en as f64),
+        ("tick_to_order_even_spin_100k_p50_us", esp50),
+        ("tick_to_order_even_spin_100k_p99_us", esp99),
+        ("tick_to_order_even_spin_100k_orders", esn as f64),
     ])
 }

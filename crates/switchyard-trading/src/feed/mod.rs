@@ -9,5 +9,5 @@ pub mod sim;
 
 pub use parse::{CsvReader, FileOptions, FileSpec, Layout, ParseError, ParseErrorKind};
 pub use replay::{BadLinePolicy, FileSummary, ReplayOptions, ReplaySource, ReplaySummary};
-pub use run::{FeedError, FeedSource, FeedStats, FeedSummary, Speed, run_feed, topic_for};
+pub use run::{FeedError, FeedSource, FeedStats, FeedSummary, Pacing, Speed, run_feed, topic_for};
 pub use sim::{MarketSimulator, SimConfig, SimInstrument};

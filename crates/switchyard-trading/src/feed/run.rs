@@ -50,6 +50,43 @@ impl std::fmt::Display for Speed {
     }
 }
 
+/// How a paced feed waits for an event's due time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pacing {
+    /// On the runtime's timer, whose granularity is a millisecond: at 100,000 events/s the
+    /// feed goes out in bursts of about a hundred events, one burst per tick.
+    #[default]
+    Timer,
+    /// On the timer until the due time is within two milliseconds, then by polling the
+    /// clock, yielding to the runtime between polls: events go out evenly spaced, as from
+    /// a network feed, and the feed's worker thread is busy while it waits.
+    Spin,
+}
+
+/// Wait until `due`; false if cancelled first.
+async fn wait_until(due: tokio::time::Instant, pacing: Pacing, cancel: &CancellationToken) -> bool {
+    use tokio::time::Instant;
+    const TIMER_SLACK: Duration = Duration::from_millis(2);
+    let timer_until = match pacing {
+        Pacing::Timer => due,
+        Pacing::Spin => due.checked_sub(TIMER_SLACK).unwrap_or(due),
+    };
+    if timer_until > Instant::now() {
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep_until(timer_until) => {}
+        }
+    }
+    while Instant::now() < due {
+        if cancel.is_cancelled() {
+            return false;
+        }
+        tokio::task::yield_now().await;
+    }
+    true
+}
+
 /// Where market data comes from.
 #[derive(Clone, Debug)]
 pub enum FeedSource {
@@ -62,6 +99,8 @@ pub enum FeedSource {
         rate: Option<u64>,
         /// Stop after this many events.
         limit: Option<u64>,
+        /// How the pace is kept.
+        pacing: Pacing,
     },
     /// Recorded files, merged in time order, replayed `repeat` times (each pass shifted in
     /// time after the previous one).
@@ -196,6 +235,7 @@ pub async fn run_feed(
             mut config,
             rate,
             limit,
+            pacing,
         } => {
             if config.start == Timestamp::ZERO {
                 config.start = bus.now();
@@ -209,11 +249,10 @@ pub async fn run_feed(
                 }
                 if let Some(r) = rate.filter(|r| *r > 0) {
                     let due = started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / r);
-                    if due > tokio::time::Instant::now() {
-                        tokio::select! {
-                            _ = cancel.cancelled() => { summary.cancelled = true; break; }
-                            _ = tokio::time::sleep_until(due) => {}
-                        }
+                    if due > tokio::time::Instant::now() && !wait_until(due, pacing, &cancel).await
+                    {
+                        summary.cancelled = true;
+                        break;
                     }
                 }
                 if cancel.is_cancelled() {
