@@ -117,6 +117,28 @@ fn parse_raw(s: &str) -> Result<i64, ParseNumError> {
     }
 }
 
+/// [`parse_raw`] of bytes: the fast path on them, the general parser on their text
+/// (lossy only for bytes that are not UTF-8, which no caller passes).
+#[inline]
+fn parse_raw_bytes(b: &[u8]) -> Result<i64, ParseNumError> {
+    match parse_plain(b) {
+        Some(raw) => Ok(raw),
+        None => parse_raw_general(&String::from_utf8_lossy(b)),
+    }
+}
+
+/// `10^(DECIMALS - frac)` for `frac` in `0..=DECIMALS`: the scale of a plain number with
+/// `frac` fraction digits.
+const FRAC_SCALE: [u64; DECIMALS as usize + 1] = {
+    let mut t = [0u64; DECIMALS as usize + 1];
+    let mut f = 0;
+    while f <= DECIMALS as usize {
+        t[f] = 10u64.pow(DECIMALS - f as u32);
+        f += 1;
+    }
+    t
+};
+
 /// The fast path for what market data is made of — `[-]digits[.digits]` with at most
 /// 18 digits in all and at most [`DECIMALS`] after the point — in one `u64`
 /// accumulation; `None` for anything else (signs, exponents, long or odd input), which
@@ -130,27 +152,40 @@ fn parse_plain(b: &[u8]) -> Option<i64> {
     if b.is_empty() || b.len() > 19 {
         return None;
     }
+    // Integer digits, then (after one `.`) fraction digits; any other byte: not plain.
     let mut acc: u64 = 0;
-    let mut digits = 0u32;
-    let mut frac: Option<u32> = None;
-    for &c in b {
-        match c {
-            b'0'..=b'9' => {
-                acc = acc * 10 + u64::from(c - b'0');
-                digits += 1;
-                if let Some(f) = &mut frac {
-                    *f += 1;
-                }
-            }
-            b'.' if frac.is_none() => frac = Some(0),
-            _ => return None,
+    let mut i = 0usize;
+    while i < b.len() {
+        let d = b[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
         }
+        acc = acc * 10 + u64::from(d);
+        i += 1;
     }
-    let frac = frac.unwrap_or(0);
-    if digits == 0 || digits > 18 || frac > DECIMALS {
+    let int_digits = i;
+    let mut frac = 0usize;
+    if i < b.len() {
+        if b[i] != b'.' {
+            return None;
+        }
+        i += 1;
+        let start = i;
+        while i < b.len() {
+            let d = b[i].wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            acc = acc * 10 + u64::from(d);
+            i += 1;
+        }
+        frac = i - start;
+    }
+    let digits = int_digits + frac;
+    if digits == 0 || digits > 18 || frac > DECIMALS as usize {
         return None;
     }
-    let raw = acc.checked_mul(10u64.pow(DECIMALS - frac))?;
+    let raw = acc.checked_mul(FRAC_SCALE[frac])?;
     let raw = i64::try_from(raw).ok()?;
     Some(if negative { -raw } else { raw })
 }
@@ -567,6 +602,21 @@ impl Money {
     }
 }
 
+/// Parses the bytes of a decimal, as [`FromStr`] parses its text (the CSV readers'
+/// path: no `str` needed for the common case).
+macro_rules! from_ascii {
+    ($($name:ident),*) => {$(
+        impl $name {
+            #[doc = concat!("A [`", stringify!($name), "`] from the bytes of a decimal, as [`FromStr`] parses its text.")]
+            #[inline]
+            pub(crate) fn from_ascii(b: &[u8]) -> Result<Self, ParseNumError> {
+                parse_raw_bytes(b).map($name)
+            }
+        }
+    )*};
+}
+from_ascii!(Price, Quantity);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +758,13 @@ mod tests {
     }
 
     proptest! {
+        /// Bytes parse as their text does, plain or not, valid or not.
+        #[test]
+        fn from_ascii_parses_as_from_str(s in "[-+.0-9eE ]{0,24}|[0-9]{1,12}[.][0-9]{0,12}|\\PC{0,8}") {
+            prop_assert_eq!(Price::from_ascii(s.as_bytes()), s.parse::<Price>(), "{}", s);
+            prop_assert_eq!(Quantity::from_ascii(s.as_bytes()), s.parse::<Quantity>(), "{}", s);
+        }
+
         /// The fast path agrees with the general parser wherever it answers.
         #[test]
         fn the_plain_fast_path_agrees_with_the_general_parser(
