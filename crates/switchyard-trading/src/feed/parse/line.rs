@@ -13,7 +13,7 @@ use super::ParseErrorKind;
 use super::header::{Col, Header, N_COLS, col_index};
 use super::timestamp::parse_timestamp;
 use crate::model::{InstrumentId, MarketEvent, Quote, Side, Trade};
-use crate::num::{ParseNumError, Price, Quantity};
+use crate::num::{self, ParseNumError, Price, Quantity};
 
 /// What one line gave.
 #[derive(Debug)]
@@ -44,55 +44,47 @@ pub(super) fn text(v: &[u8]) -> Cow<'_, str> {
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// The top bit of each zero byte of `x`, exactly (no borrow between bytes, so no false
-/// positives).
-#[inline]
-fn zero_bytes(x: u64) -> u64 {
-    !(((x & LOW7) + LOW7) | x | LOW7)
-}
-
 /// Scans `b` up to its first `\n`, eight bytes at a time: calls `at(i)` for the index
 /// of every `,` before it, in order, and returns the index of the `\n` (`None`: there
 /// is none, all of `b` was scanned) and whether every byte before it is ASCII.
+///
+/// One test a word marks its bytes below `-` (0x2d), exactly (each byte's low seven
+/// bits plus 0x53 carry into its top bit, never into the next byte): in a line of
+/// numbers and names those are the commas and the line end, looked at one by one.
 #[inline]
 pub(super) fn scan(b: &[u8], mut at: impl FnMut(usize)) -> (Option<usize>, bool) {
-    const COMMAS: u64 = u64::from_ne_bytes([b','; 8]);
-    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const BELOW_DASH: u64 = u64::from_ne_bytes([0x80 - b'-'; 8]);
     let mut high = 0u64;
     let mut i = 0usize;
     while i + 8 <= b.len() {
         let word = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let mut commas = zero_bytes(word ^ COMMAS);
-        let newlines = zero_bytes(word ^ NEWLINES);
-        let end = if newlines != 0 {
-            // Only the bytes before the first newline (its own top bit is 0).
-            let below = (1u64 << newlines.trailing_zeros()) - 1;
-            commas &= below;
-            high |= word & HIGH & below;
-            Some(i + (newlines.trailing_zeros() / 8) as usize)
-        } else {
-            high |= word & HIGH;
-            None
-        };
-        while commas != 0 {
-            at(i + (commas.trailing_zeros() / 8) as usize);
-            commas &= commas - 1;
+        let mut low = !(((word & LOW7) + BELOW_DASH) | word) & HIGH;
+        while low != 0 {
+            let k = (low.trailing_zeros() / 8) as usize;
+            match (word >> (8 * k)) as u8 {
+                b',' => at(i + k),
+                b'\n' => {
+                    // Only the bytes before the line end count.
+                    let before = (1u64 << (8 * k)) - 1;
+                    return (Some(i + k), (high | (word & before)) & HIGH == 0);
+                }
+                _ => {}
+            }
+            low &= low - 1;
         }
-        if end.is_some() {
-            return (end, high == 0);
-        }
+        high |= word;
         i += 8;
     }
     for (j, &c) in b.iter().enumerate().skip(i) {
         if c == b'\n' {
-            return (Some(j), high == 0);
+            return (Some(j), high & HIGH == 0);
         }
         high |= u64::from(c & 0x80);
         if c == b',' {
             at(j);
         }
     }
-    (None, high == 0)
+    (None, high & HIGH == 0)
 }
 
 /// Whitespace as `str::trim` has it, for ASCII bytes.
@@ -101,33 +93,70 @@ fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-/// `v` (of a UTF-8 line) without surrounding whitespace, as `str::trim` would; the common
-/// case (ASCII edges that are not whitespace) costs two byte checks.
-#[inline]
-fn trim_field(v: &[u8]) -> &[u8] {
-    match (v.first(), v.last()) {
+/// The field `s..e` of a UTF-8 line without surrounding whitespace, as `str::trim` would
+/// have it; the common case (ASCII edges that are not whitespace) costs two byte checks.
+#[inline(always)]
+fn trim_span(line: &[u8], s: usize, e: usize) -> (usize, usize) {
+    match (line[s..e].first(), line[s..e].last()) {
         // A non-ASCII edge may be Unicode whitespace, which `trim` also removes.
-        (Some(f), Some(l))
-            if f.is_ascii_whitespace()
-                || l.is_ascii_whitespace()
-                || !f.is_ascii()
-                || !l.is_ascii() =>
-        {
-            match std::str::from_utf8(v) {
-                Ok(s) => s.trim().as_bytes(),
-                Err(_) => v,
-            }
+        (Some(&f), Some(&l)) if f <= b' ' || l <= b' ' || !f.is_ascii() || !l.is_ascii() => {
+            trim_span_str(line, s, e)
         }
-        _ => v,
+        _ => (s, e),
+    }
+}
+
+/// [`trim_span`] when an edge may be whitespace.
+#[cold]
+#[inline(never)]
+fn trim_span_str(line: &[u8], s: usize, e: usize) -> (usize, usize) {
+    let v = &line[s..e];
+    let ascii_space = |c: &u8| c.is_ascii_whitespace();
+    let (f, l) = (v.first(), v.last());
+    // As before: ASCII edges are trimmed only if one is ASCII whitespace (not, e.g., a
+    // vertical tab alone), a non-ASCII edge always goes to `str::trim`.
+    let trim = f.is_some_and(ascii_space)
+        || l.is_some_and(ascii_space)
+        || f.is_some_and(|c| !c.is_ascii())
+        || l.is_some_and(|c| !c.is_ascii());
+    match std::str::from_utf8(v) {
+        Ok(t) if trim => {
+            let start = t.trim_start();
+            let s = s + (t.len() - start.len());
+            (s, s + start.trim_end().len())
+        }
+        _ => (s, e),
+    }
+}
+
+/// `a == b`, for the short names of a line without a call to `memcmp`: lengths, then
+/// (up to 16 bytes) two overlapping words.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let word = |x: &[u8], at: usize| u64::from_le_bytes(x[at..at + 8].try_into().expect("8 bytes"));
+    let half = |x: &[u8], at: usize| u32::from_le_bytes(x[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
     }
 }
 
 /// A number type of a field.
 trait FieldNumber: Sized {
+    fn from_raw(raw: i64) -> Self;
     fn from_field(v: &[u8]) -> Result<Self, ParseNumError>;
     fn positive(&self) -> bool;
 }
 impl FieldNumber for Price {
+    #[inline]
+    fn from_raw(raw: i64) -> Self {
+        Price::from_plain_raw(raw)
+    }
     #[inline]
     fn from_field(v: &[u8]) -> Result<Self, ParseNumError> {
         Price::from_ascii(v)
@@ -138,6 +167,10 @@ impl FieldNumber for Price {
 }
 impl FieldNumber for Quantity {
     #[inline]
+    fn from_raw(raw: i64) -> Self {
+        Quantity::from_plain_raw(raw)
+    }
+    #[inline]
     fn from_field(v: &[u8]) -> Result<Self, ParseNumError> {
         Quantity::from_ascii(v)
     }
@@ -146,10 +179,26 @@ impl FieldNumber for Quantity {
     }
 }
 
-#[inline]
-fn parse_number<T: FieldNumber>(col: Col, v: &[u8]) -> Result<T, ParseErrorKind> {
+/// The number in the field `s..e` (trimmed) of `line`.
+#[inline(always)]
+fn parse_number<T: FieldNumber>(
+    col: Col,
+    line: &[u8],
+    (s, e): (usize, usize),
+) -> Result<T, ParseErrorKind> {
+    let v = &line[s..e];
     if v.is_empty() {
         return Err(ParseErrorKind::EmptyField { column: col.name() });
+    }
+    // Up to eight bytes, and eight in the line up to the field's end: one word.
+    if e - s <= 8
+        && e >= 8
+        && let Some(raw) = num::plain_in_word(
+            u64::from_le_bytes(line[e - 8..e].try_into().expect("8 bytes")),
+            e - s,
+        )
+    {
+        return Ok(T::from_raw(raw));
     }
     T::from_field(v).map_err(|source| ParseErrorKind::InvalidNumber {
         column: col.name(),
@@ -158,13 +207,17 @@ fn parse_number<T: FieldNumber>(col: Col, v: &[u8]) -> Result<T, ParseErrorKind>
     })
 }
 
-#[inline]
-fn parse_positive<T: FieldNumber>(col: Col, v: &[u8]) -> Result<T, ParseErrorKind> {
-    let n: T = parse_number(col, v)?;
+#[inline(always)]
+fn parse_positive<T: FieldNumber>(
+    col: Col,
+    line: &[u8],
+    span: (usize, usize),
+) -> Result<T, ParseErrorKind> {
+    let n: T = parse_number(col, line, span)?;
     if !n.positive() {
         return Err(ParseErrorKind::NotPositive {
             column: col.name(),
-            value: text(v).into_owned(),
+            value: text(&line[span.0..span.1]).into_owned(),
         });
     }
     Ok(n)
@@ -247,15 +300,20 @@ impl LineParser {
         if found > expected {
             return Err(ParseErrorKind::TooManyFields { expected, found });
         }
-        let get = |c: Col| {
+        let span = |c: Col| {
             let (s, e) = spans[col_index(c)];
-            trim_field(&line[s..e])
+            trim_span(line, s, e)
+        };
+        let get = |c: Col| {
+            let (s, e) = span(c);
+            &line[s..e]
         };
         let present = self.header.present;
-        let opt = |c: Col| {
-            let v = get(c);
-            (present[col_index(c)] && !v.is_empty()).then_some(v)
+        let opt_span = |c: Col| {
+            let (s, e) = span(c);
+            (present[col_index(c)] && s < e).then_some((s, e))
         };
+        let opt = |c: Col| opt_span(c).map(|(s, e)| &line[s..e]);
 
         let ts_event = parse_timestamp(Col::Timestamp.name(), get(Col::Timestamp))?;
         let ts_recv = match opt(Col::LocalTimestamp) {
@@ -265,8 +323,8 @@ impl LineParser {
         let layout = self.header.layout;
         let event = match layout {
             super::Layout::TardisTrades => {
-                let price: Price = parse_positive(Col::Price, get(Col::Price))?;
-                let size: Quantity = parse_positive(Col::Amount, get(Col::Amount))?;
+                let price: Price = parse_positive(Col::Price, line, span(Col::Price))?;
+                let size: Quantity = parse_positive(Col::Amount, line, span(Col::Amount))?;
                 let aggressor = match opt(Col::Side) {
                     None => None,
                     Some(v) if v.eq_ignore_ascii_case(b"buy") => Some(Side::Buy),
@@ -286,7 +344,12 @@ impl LineParser {
                     price,
                     size,
                     aggressor,
-                    trade_id: text(opt(Col::Id).unwrap_or_default()).into_owned(),
+                    trade_id: match opt(Col::Id) {
+                        // A field of a UTF-8 line: `from_utf8` cannot fail.
+                        Some(v) => std::str::from_utf8(v)
+                            .map_or_else(|_| text(v).into_owned(), str::to_owned),
+                        None => String::new(),
+                    },
                 })
             }
             super::Layout::TardisQuotes | super::Layout::TimestampBidAsk => {
@@ -295,10 +358,10 @@ impl LineParser {
                 } else {
                     (Col::Bid, Col::Ask)
                 };
-                let bid_price: Price = parse_positive(bid_col, get(bid_col))?;
-                let ask_price: Price = parse_positive(ask_col, get(ask_col))?;
+                let bid_price: Price = parse_positive(bid_col, line, span(bid_col))?;
+                let ask_price: Price = parse_positive(ask_col, line, span(ask_col))?;
                 let size = |c: Col| -> Result<Option<Quantity>, ParseErrorKind> {
-                    opt(c).map(|v| parse_number(c, v)).transpose()
+                    opt_span(c).map(|sp| parse_number(c, line, sp)).transpose()
                 };
                 let bid_size = size(Col::BidAmount)?;
                 let ask_size = size(Col::AskAmount)?;
@@ -339,8 +402,8 @@ impl LineParser {
             .as_ref()
             .map_or(symbol, |s| s.as_str().as_bytes());
         if let Some(id) = &self.cached
-            && id.venue.as_str().as_bytes() == venue
-            && id.symbol.as_str().as_bytes() == symbol
+            && same_bytes(id.venue.as_str().as_bytes(), venue)
+            && same_bytes(id.symbol.as_str().as_bytes(), symbol)
         {
             return Ok(id.clone());
         }

@@ -6,10 +6,10 @@ use switchyard::Timestamp;
 
 use super::header::instrument_from_file_name;
 use super::line::scan;
-use super::timestamp::{eight_digits, parse_iso8601, parse_timestamp};
+use super::timestamp::{parse_iso8601, parse_timestamp};
 use super::*;
 use crate::model::{InstrumentId, Side};
-use crate::num::Quantity;
+use crate::num::{Quantity, eight_digits};
 
 proptest::proptest! {
     #[test]
