@@ -117,6 +117,85 @@ fn parse_raw(s: &str) -> Result<i64, ParseNumError> {
     }
 }
 
+/// The value of eight ASCII digits (the first the most significant), or `None` if one
+/// is not a digit: the digits checked and combined in pairs, fours and eights inside one
+/// word (three multiplications instead of eight).
+#[inline]
+pub(crate) fn eight_digits(b: [u8; 8]) -> Option<u64> {
+    let w = u64::from_le_bytes(b);
+    // Each byte in 0x30..=0x39: its high nibble is 3, and adding 6 does not carry into it.
+    let all_digits = (w & 0xf0f0_f0f0_f0f0_f0f0) == 0x3030_3030_3030_3030
+        && ((w.wrapping_add(0x0606_0606_0606_0606)) & 0xf0f0_f0f0_f0f0_f0f0)
+            == 0x3030_3030_3030_3030;
+    if !all_digits {
+        return None;
+    }
+    let v = w - 0x3030_3030_3030_3030;
+    // Pairs: byte k holds digit k (little-endian), so 10 * d[2j] + d[2j+1].
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    // Fours, then eight.
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    let v = (v.wrapping_mul(10_000) + (v >> 32)) & 0x0000_0000_ffff_ffff;
+    Some(v)
+}
+
+/// `0x30` (`'0'`) in every byte.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// The raw value of the plain decimal `[digits][.digits]` (at least one digit) that is
+/// the last `n` bytes of the little-endian word `w` (`n` in `1..=8`; the bytes before it
+/// are ignored), or `None` if it is not one of those (then the caller parses the bytes
+/// the general way). One word: the bytes before the number become `0`s, the point is
+/// taken out by shifting the integer digits up one byte, and eight digits convert at once.
+#[inline]
+pub(crate) fn plain_in_word(w: u64, n: usize) -> Option<i64> {
+    if !(1..=8).contains(&n) {
+        return None;
+    }
+    let keep = u64::MAX << (8 * (8 - n));
+    let w = (w & keep) | (ZEROS & !keep);
+    const DOTS: u64 = u64::from_ne_bytes([b'.'; 8]);
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ DOTS;
+    let dots = !(((x & LOW7) + LOW7) | x | LOW7);
+    let (w, frac) = if dots == 0 {
+        (w, 0)
+    } else {
+        if dots & (dots - 1) != 0 || n == 1 {
+            return None; // two points, or nothing but a point
+        }
+        let p = dots.trailing_zeros() / 8; // the point's byte
+        let below = (1u64 << (8 * p)) - 1;
+        let above = u64::MAX.checked_shl(8 * p + 8).unwrap_or(0);
+        ((w & above) | ((w & below) << 8) | 0x30, 7 - p as usize)
+    };
+    let v = eight_digits(w.to_le_bytes())?;
+    // v < 10^8 and the scale ≤ 10^9: well inside an i64.
+    Some((v * FRAC_SCALE[frac]) as i64)
+}
+
+/// [`parse_raw`] of bytes: the fast path on them, the general parser on their text
+/// (lossy only for bytes that are not UTF-8, which no caller passes).
+#[inline]
+fn parse_raw_bytes(b: &[u8]) -> Result<i64, ParseNumError> {
+    match parse_plain(b) {
+        Some(raw) => Ok(raw),
+        None => parse_raw_general(&String::from_utf8_lossy(b)),
+    }
+}
+
+/// `10^(DECIMALS - frac)` for `frac` in `0..=DECIMALS`: the scale of a plain number with
+/// `frac` fraction digits.
+const FRAC_SCALE: [u64; DECIMALS as usize + 1] = {
+    let mut t = [0u64; DECIMALS as usize + 1];
+    let mut f = 0;
+    while f <= DECIMALS as usize {
+        t[f] = 10u64.pow(DECIMALS - f as u32);
+        f += 1;
+    }
+    t
+};
+
 /// The fast path for what market data is made of — `[-]digits[.digits]` with at most
 /// 18 digits in all and at most [`DECIMALS`] after the point — in one `u64`
 /// accumulation; `None` for anything else (signs, exponents, long or odd input), which
@@ -130,27 +209,40 @@ fn parse_plain(b: &[u8]) -> Option<i64> {
     if b.is_empty() || b.len() > 19 {
         return None;
     }
+    // Integer digits, then (after one `.`) fraction digits; any other byte: not plain.
     let mut acc: u64 = 0;
-    let mut digits = 0u32;
-    let mut frac: Option<u32> = None;
-    for &c in b {
-        match c {
-            b'0'..=b'9' => {
-                acc = acc * 10 + u64::from(c - b'0');
-                digits += 1;
-                if let Some(f) = &mut frac {
-                    *f += 1;
-                }
-            }
-            b'.' if frac.is_none() => frac = Some(0),
-            _ => return None,
+    let mut i = 0usize;
+    while i < b.len() {
+        let d = b[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
         }
+        acc = acc * 10 + u64::from(d);
+        i += 1;
     }
-    let frac = frac.unwrap_or(0);
-    if digits == 0 || digits > 18 || frac > DECIMALS {
+    let int_digits = i;
+    let mut frac = 0usize;
+    if i < b.len() {
+        if b[i] != b'.' {
+            return None;
+        }
+        i += 1;
+        let start = i;
+        while i < b.len() {
+            let d = b[i].wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            acc = acc * 10 + u64::from(d);
+            i += 1;
+        }
+        frac = i - start;
+    }
+    let digits = int_digits + frac;
+    if digits == 0 || digits > 18 || frac > DECIMALS as usize {
         return None;
     }
-    let raw = acc.checked_mul(10u64.pow(DECIMALS - frac))?;
+    let raw = acc.checked_mul(FRAC_SCALE[frac])?;
     let raw = i64::try_from(raw).ok()?;
     Some(if negative { -raw } else { raw })
 }
@@ -567,6 +659,27 @@ impl Money {
     }
 }
 
+/// Parses the bytes of a decimal, as [`FromStr`] parses its text (the CSV readers'
+/// path: no `str` needed for the common case).
+macro_rules! from_ascii {
+    ($($name:ident),*) => {$(
+        impl $name {
+            #[doc = concat!("A [`", stringify!($name), "`] from the raw value [`plain_in_word`] gave.")]
+            #[inline]
+            pub(crate) fn from_plain_raw(raw: i64) -> Self {
+                $name(raw)
+            }
+
+            #[doc = concat!("A [`", stringify!($name), "`] from the bytes of a decimal, as [`FromStr`] parses its text.")]
+            #[inline]
+            pub(crate) fn from_ascii(b: &[u8]) -> Result<Self, ParseNumError> {
+                parse_raw_bytes(b).map($name)
+            }
+        }
+    )*};
+}
+from_ascii!(Price, Quantity);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +821,34 @@ mod tests {
     }
 
     proptest! {
+        /// Bytes parse as their text does, plain or not, valid or not.
+        #[test]
+        fn from_ascii_parses_as_from_str(s in "[-+.0-9eE ]{0,24}|[0-9]{1,12}[.][0-9]{0,12}|\\PC{0,8}") {
+            prop_assert_eq!(Price::from_ascii(s.as_bytes()), s.parse::<Price>(), "{}", s);
+            prop_assert_eq!(Quantity::from_ascii(s.as_bytes()), s.parse::<Quantity>(), "{}", s);
+        }
+
+        /// The one-word path agrees with the parser wherever it answers, whatever bytes
+        /// come before the number, and answers for every plain number of up to 8 bytes.
+        #[test]
+        fn the_one_word_path_agrees_with_the_parser(
+            before in any::<[u8; 8]>(),
+            s in "[-+.0-9eE ]{1,8}|[0-9]{1,8}|[0-9]{0,4}[.][0-9]{0,3}",
+        ) {
+            let mut bytes = before.to_vec();
+            bytes.extend_from_slice(s.as_bytes());
+            let w = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap());
+            let got = super::plain_in_word(w, s.len());
+            let want = s.parse::<Price>().map(Price::raw);
+            if let Some(raw) = got {
+                prop_assert_eq!(Ok(raw), want.clone(), "{}", s);
+            }
+            let plain = s.bytes().any(|c| c.is_ascii_digit())
+                && s.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+                && s.bytes().filter(|&c| c == b'.').count() <= 1;
+            prop_assert_eq!(got.is_some(), plain, "{}", s);
+        }
+
         /// The fast path agrees with the general parser wherever it answers.
         #[test]
         fn the_plain_fast_path_agrees_with_the_general_parser(

@@ -198,20 +198,21 @@ impl<R: BufRead> ReplaySource<R> {
         self.summary
     }
 
-    /// Reads file `i` up to its next good event and queues it.
-    fn refill(&mut self, i: usize) -> Result<(), ParseError> {
+    /// Reads file `i` up to its next good event, puts it in the file's slot and returns
+    /// its key, for the caller to queue; `None` at the file's end.
+    fn refill(&mut self, i: usize) -> Result<Option<Pending>, ParseError> {
         loop {
             match self.readers[i].next_event() {
-                None => return Ok(()),
+                None => return Ok(None),
                 Some(Ok(event)) => {
                     self.summary.files[i].lines_read += 1;
-                    self.heap.push(Reverse(Pending {
+                    let key = Pending {
                         ts: event.ts_event(),
                         file: i,
                         line: self.readers[i].line(),
-                    }));
+                    };
                     self.next[i] = Some(event);
-                    return Ok(());
+                    return Ok(Some(key));
                 }
                 Some(Err(e)) => {
                     if e.is_fatal() || self.options.policy == BadLinePolicy::Fail {
@@ -247,23 +248,39 @@ impl<R: BufRead> Iterator for ReplaySource<R> {
         if !self.primed {
             self.primed = true;
             for i in 0..self.readers.len() {
-                if let Err(e) = self.refill(i) {
-                    self.finished = true;
-                    return Some(Err(e));
+                match self.refill(i) {
+                    Ok(Some(key)) => self.heap.push(Reverse(key)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.finished = true;
+                        return Some(Err(e));
+                    }
                 }
             }
         }
-        let Some(Reverse(next)) = self.heap.pop() else {
+        let Some(Reverse(next)) = self.heap.peek() else {
             self.finished = true;
             return None;
         };
-        let event = self.next[next.file]
-            .take()
-            .expect("a queued key has its event");
-        self.summary.files[next.file].events += 1;
-        if let Err(e) = self.refill(next.file) {
-            // Yield the good event first; the error comes next and ends the replay.
-            self.pending_error = Some(e);
+        let file = next.file;
+        let event = self.next[file].take().expect("a queued key has its event");
+        self.summary.files[file].events += 1;
+        match self.refill(file) {
+            // The file's next key takes the place of the one just served: one sift
+            // instead of a pop and a push.
+            Ok(Some(key)) => {
+                if let Some(mut top) = self.heap.peek_mut() {
+                    *top = Reverse(key);
+                }
+            }
+            Ok(None) => {
+                self.heap.pop();
+            }
+            Err(e) => {
+                self.heap.pop();
+                // Yield the good event first; the error comes next and ends the replay.
+                self.pending_error = Some(e);
+            }
         }
         Some(Ok(event))
     }
