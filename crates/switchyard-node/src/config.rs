@@ -779,7 +779,10 @@ mod tests {
         assert!(e.contains("max_position"), "{e}");
         std::fs::write(&f, "[sim]\npacing = \"fast\"\n").unwrap();
         let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
-        assert!(e.contains("[sim]") && e.contains("pacing") && e.contains("`spin`"), "{e}");
+        assert!(
+            e.contains("[sim]") && e.contains("pacing") && e.contains("`spin`"),
+            "{e}"
+        );
         std::fs::write(&f, "[sim]\npacing = \"spin\"\n").unwrap();
         assert_eq!(Config::load(Some(&f)).unwrap().sim.pacing, Pacing::Spin);
         assert_eq!(Config::load(None).unwrap().sim.pacing, Pacing::Timer);
