@@ -201,6 +201,11 @@ pub struct RunConfig {
     /// The engine's subscription busy-polls on a thread of its own (a core at 100 %, the
     /// lowest tick-to-order latency).
     pub engine_spin: bool,
+    /// How a paced feed (the simulator at `sim.rate`, a replay at a `speed` other than
+    /// `max`) waits for each event's time: `timer` (bursts, one per millisecond tick) or
+    /// `spin` (evenly spaced; the feed's worker thread busy while it waits).
+    #[serde(default)]
+    pub pacing: Pacing,
 }
 
 /// `[sim]`.
@@ -211,10 +216,6 @@ pub struct SimSection {
     pub seed: u64,
     /// Events per second (0: as fast as possible).
     pub rate: u64,
-    /// How the rate is kept: `timer` (bursts, one per millisecond tick) or `spin` (evenly
-    /// spaced; the feed's worker thread busy while it waits).
-    #[serde(default)]
-    pub pacing: Pacing,
     /// Stop after this many events (0: never).
     pub limit: u64,
     /// Simulated time between steps, in microseconds.
@@ -777,15 +778,15 @@ mod tests {
         std::fs::write(&f, "[risk]\nmax_position = \"abc\"\n").unwrap();
         let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
         assert!(e.contains("max_position"), "{e}");
-        std::fs::write(&f, "[sim]\npacing = \"fast\"\n").unwrap();
+        std::fs::write(&f, "[run]\npacing = \"fast\"\n").unwrap();
         let e = format!("{:#}", Config::load(Some(&f)).unwrap_err());
         assert!(
-            e.contains("[sim]") && e.contains("pacing") && e.contains("`spin`"),
+            e.contains("[run]") && e.contains("pacing") && e.contains("`spin`"),
             "{e}"
         );
-        std::fs::write(&f, "[sim]\npacing = \"spin\"\n").unwrap();
-        assert_eq!(Config::load(Some(&f)).unwrap().sim.pacing, Pacing::Spin);
-        assert_eq!(Config::load(None).unwrap().sim.pacing, Pacing::Timer);
+        std::fs::write(&f, "[run]\npacing = \"spin\"\n").unwrap();
+        assert_eq!(Config::load(Some(&f)).unwrap().run.pacing, Pacing::Spin);
+        assert_eq!(Config::load(None).unwrap().run.pacing, Pacing::Timer);
     }
 
     #[test]

@@ -399,6 +399,7 @@ pub fn feed_source(cfg: &Config) -> anyhow::Result<FeedSource> {
             },
             speed: cfg.speed()?,
             repeat: cfg.run.repeat,
+            pacing: cfg.run.pacing,
         },
         _ => FeedSource::Sim {
             config: SimConfig {
@@ -423,7 +424,7 @@ pub fn feed_source(cfg: &Config) -> anyhow::Result<FeedSource> {
             },
             rate: Some(cfg.sim.rate).filter(|r| *r > 0),
             limit: Some(cfg.sim.limit).filter(|l| *l > 0),
-            pacing: cfg.sim.pacing,
+            pacing: cfg.run.pacing,
         },
     })
 }

@@ -1,12 +1,16 @@
-//! A paced simulated feed: no event goes out before its due time, and `Pacing::Spin`
-//! spaces events evenly instead of releasing them in bursts on the timer's tick.
+//! A paced feed (the simulator at a rate, a replay at real time): no event goes out before
+//! its due time, and `Pacing::Spin` spaces events evenly instead of releasing them in
+//! bursts on the timer's tick.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard::bus::{Overflow, sync_handler};
 use switchyard::{Bus, Envelope, Timestamp};
-use switchyard_trading::feed::{FeedSource, FeedStats, Pacing, SimConfig, SimInstrument, run_feed};
+use switchyard_trading::feed::{
+    FeedSource, FeedStats, FileSpec, Pacing, ReplayOptions, SimConfig, SimInstrument, Speed,
+    run_feed,
+};
 use switchyard_trading::model::{InstrumentId, MarketEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -36,8 +40,33 @@ fn source(pacing: Pacing) -> FeedSource {
     }
 }
 
+/// A replay at real time of a file whose quotes are 100 µs apart (the simulator's rate).
+fn replay_source(pacing: Pacing) -> (FeedSource, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sy-pacing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("test_EURUSD_{pacing:?}.csv"));
+    let mut csv = String::from("timestamp,bid,ask\n");
+    for i in 0..EVENTS {
+        let us = 1_600_000_000_000_000 + i * 1_000_000 / RATE;
+        csv.push_str(&format!("{us},1.1000,1.1002\n"));
+    }
+    std::fs::write(&path, csv).unwrap();
+    let src = FeedSource::Replay {
+        files: vec![FileSpec::new(&path)],
+        options: ReplayOptions::default(),
+        speed: Speed::Times(1.0),
+        repeat: 1,
+        pacing,
+    };
+    (src, dir)
+}
+
 /// Publish times (bus clock) of every event, and the bus time just before the feed began.
 async fn publish_times(pacing: Pacing) -> (Timestamp, Vec<Timestamp>) {
+    publish_times_of(source(pacing)).await
+}
+
+async fn publish_times_of(source: FeedSource) -> (Timestamp, Vec<Timestamp>) {
     let bus = Bus::new();
     let seen: Arc<Mutex<Vec<Timestamp>>> = Arc::default();
     let s = Arc::clone(&seen);
@@ -52,7 +81,7 @@ async fn publish_times(pacing: Pacing) -> (Timestamp, Vec<Timestamp>) {
     let t0 = bus.now();
     let summary = run_feed(
         bus.clone(),
-        source(pacing),
+        source,
         CancellationToken::new(),
         Arc::new(FeedStats::default()),
     )
@@ -104,6 +133,28 @@ async fn spin_pacing_never_publishes_early_and_spaces_events_evenly() {
     for _ in 0..3 {
         let (t0, ts) = publish_times(Pacing::Spin).await;
         assert_never_early(t0, &ts);
+        let gap = median_gap(&ts);
+        if gap >= Duration::from_micros(20) {
+            return;
+        }
+        gaps.push(gap);
+    }
+    panic!("median gaps {gaps:?} in three runs: events went out in bursts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_time_replay_keeps_the_recorded_spacing_when_spinning() {
+    let mut gaps = Vec::new();
+    for pacing in [Pacing::Timer, Pacing::Spin, Pacing::Spin, Pacing::Spin] {
+        let (src, dir) = replay_source(pacing);
+        let (t0, ts) = publish_times_of(src).await;
+        std::fs::remove_dir_all(dir).ok();
+        // The first event goes out at once (time zero of the replay), the rest at the
+        // recorded spacing from it.
+        assert_never_early(t0, &ts);
+        if pacing == Pacing::Timer {
+            continue;
+        }
         let gap = median_gap(&ts);
         if gap >= Duration::from_micros(20) {
             return;

@@ -214,7 +214,7 @@ async fn paced_tick_to_order(
     cfg.run.files.clear();
     cfg.run.engine_spin = spin;
     cfg.sim.rate = 100_000;
-    cfg.sim.pacing = pacing;
+    cfg.run.pacing = pacing;
     cfg.sim.limit = events;
     // Short averages: many crossovers, so the percentiles rest on many orders.
     let s = &mut cfg.strategy[0];

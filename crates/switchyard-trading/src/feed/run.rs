@@ -113,6 +113,8 @@ pub enum FeedSource {
         speed: Speed,
         /// Passes over the data (at least 1).
         repeat: u32,
+        /// How the pace is kept (at a `speed` other than `Max`).
+        pacing: Pacing,
     },
 }
 
@@ -267,6 +269,7 @@ pub async fn run_feed(
             options,
             speed,
             repeat,
+            pacing,
         } => {
             let mut offset = Duration::ZERO;
             'passes: for _ in 0..repeat.max(1) {
@@ -281,11 +284,11 @@ pub async fn run_feed(
                     last = ts;
                     if let Speed::Times(f) = speed {
                         let due = wall + ts.saturating_duration_since(t0).div_f64(f);
-                        if due > tokio::time::Instant::now() {
-                            tokio::select! {
-                                _ = cancel.cancelled() => { summary.cancelled = true; break 'passes; }
-                                _ = tokio::time::sleep_until(due) => {}
-                            }
+                        if due > tokio::time::Instant::now()
+                            && !wait_until(due, pacing, &cancel).await
+                        {
+                            summary.cancelled = true;
+                            break 'passes;
                         }
                     }
                     if cancel.is_cancelled() {
