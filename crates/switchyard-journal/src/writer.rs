@@ -342,9 +342,12 @@ impl Writer {
             let o = st.outage.take().expect("the outage in progress");
             let gap = outage::end(&mut st, o, outage::wall_clock());
             st.gaps.push(gap.clone());
+            // Under the same lock as the outage's end: whoever sees no outage (and then
+            // appends and waits for durability) must not find the flag still up and be
+            // refused with "an outage was in progress".
+            sh.in_outage.store(false, Ordering::Release);
             gap
         };
-        sh.in_outage.store(false, Ordering::Release);
         sh.otx.send_replace(false);
         tracing::warn!(%gap, "journal: writing again");
         Ok(())
