@@ -378,6 +378,19 @@ async fn conflate_keeps_the_latest_event_per_topic_in_place() {
     assert_eq!(s.dropped.conflated, 6);
 }
 
+/// A new key at a full conflating queue drops the oldest event; a later event whose key
+/// is still pending replaces that one, found by its place after the drop.
+#[tokio::test]
+async fn conflate_into_a_full_queue_drops_the_oldest_and_still_replaces_in_place() {
+    // Keys 0, 1, 2, 3 fill the queue (capacity 4); key 4 drops event 0; event 5 has key
+    // 3 and replaces event 3 where it stands.
+    let key = |v: &u64| if *v == 5 { 3 } else { *v };
+    let (got, s) = run_policy(Overflow::ConflateBy(Arc::new(key)), &["a"], 6).await;
+    assert_eq!(got, vec![1, 2, 5, 4]);
+    assert_eq!((s.dropped.oldest, s.dropped.conflated), (1, 1));
+    assert_eq!((s.accepted, s.delivered), (7, 5));
+}
+
 #[tokio::test]
 async fn conflate_by_key_uses_the_key_function() {
     let (got, s) = run_policy(Overflow::ConflateBy(Arc::new(|v: &u64| v % 2)), &["a"], 10).await;
