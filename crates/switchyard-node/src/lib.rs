@@ -56,7 +56,7 @@ mod shared;
 pub mod strategies;
 mod summary;
 
-pub use config::{Config, Role, StrategyEntry, VenueEntry};
+pub use config::{Config, FeedThread, Role, StrategyEntry, VenueEntry};
 pub use error::NodeError;
 pub use node::{Node, NodeBuilder, ReplaySpec, feed_source};
 pub use shared::{JournalSummary, NodeShared};

@@ -312,8 +312,11 @@ impl NodeBuilder {
             registry.register(Arc::new(RemoteFeedComponent::new(Arc::clone(&shared))))?;
             consumers.push("remote-feed".into());
         } else if self.configured_feed {
+            let source = feed_source(&cfg)?;
+            let dedicated = cfg.run.feed_thread.dedicated(source.is_paced());
             registry.register(Arc::new(FeedComponent::new(
-                feed_source(&cfg)?,
+                source,
+                dedicated,
                 Arc::clone(&shared),
             )))?;
         }

@@ -1358,6 +1358,79 @@ async fn a_cooperative_task_finishes_by_itself_and_stop_collects_its_result() {
     assert_eq!(n, counted.load(Ordering::SeqCst));
 }
 
+/// A producer whose task blocks its thread in a synchronous loop until the runtime's own
+/// thread answers (bounded: it gives up after 10 s), then waits for its cancellation.
+struct Blocker {
+    handle: Mutex<Option<tokio::task::JoinHandle<(bool, std::thread::ThreadId)>>>,
+    go: Arc<AtomicBool>,
+    result: Arc<Mutex<Option<(bool, std::thread::ThreadId)>>>,
+}
+
+impl Component for Blocker {
+    fn name(&self) -> &str {
+        "blocker"
+    }
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Producer
+    }
+    fn start<'a>(&'a self, ctx: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
+        Box::pin(async move {
+            let (go, token) = (self.go.clone(), ctx.cancellation().clone());
+            let handle = ctx.spawn_dedicated("block", async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !go.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    std::thread::yield_now();
+                }
+                let saw = go.load(Ordering::SeqCst);
+                // The runtime's timers still serve it.
+                tokio::time::sleep(ms(1)).await;
+                token.cancelled().await;
+                (saw, std::thread::current().id())
+            });
+            *self.handle.lock().unwrap() = Some(handle);
+            Ok(())
+        })
+    }
+    fn stop<'a>(&'a self, _: &'a ComponentContext) -> BoxFuture<'a, Result<(), ComponentError>> {
+        Box::pin(async move {
+            let handle = self.handle.lock().unwrap().take().expect("started");
+            *self.result.lock().unwrap() = Some(handle.await.map_err(ComponentError::new)?);
+            Ok(())
+        })
+    }
+}
+
+/// On a current-thread runtime a task that blocks its thread would starve every other
+/// task if it ran on that thread; a dedicated task runs beside it.
+#[tokio::test]
+async fn a_dedicated_task_runs_on_a_thread_of_its_own_beside_the_runtime() {
+    let bus = Bus::with_clock(Arc::new(ManualClock::default()));
+    let mut r = Registry::new(bus);
+    let go = Arc::new(AtomicBool::new(false));
+    let result = Arc::new(Mutex::new(None));
+    r.register(Arc::new(Blocker {
+        handle: Mutex::new(None),
+        go: go.clone(),
+        result: result.clone(),
+    }))
+    .unwrap();
+    r.start_all(ms(1_000)).await.unwrap();
+    // Give the runtime's thread to anything queued on it (a cooperative task would now
+    // take it, and keep it until its 10 s deadline).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    go.store(true, Ordering::SeqCst);
+    let report = r.stop_all(ms(5_000)).await;
+    assert!(report.is_clean(), "{report:?}");
+    let (saw, thread) = result.lock().unwrap().expect("stop collected the result");
+    assert!(
+        saw,
+        "the blocking task saw the runtime's store while it ran"
+    );
+    assert_ne!(thread, std::thread::current().id());
+}
+
 #[tokio::test(start_paused = true)]
 async fn overall_health_rolls_up_the_components() {
     let log = Log::default();

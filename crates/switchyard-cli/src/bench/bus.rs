@@ -230,6 +230,46 @@ pub async fn mpsc_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
     (us(s.p50_ns), us(s.p99_ns), us(s.p999_ns))
 }
 
+/// The floor under [`bus_latency`] with `spin`: the same producer handing each event
+/// through a lock-free single-producer ring (`rtrb`) to an OS thread that busy-polls it —
+/// no bus, no runtime, no lock, nothing between the two cores but the ring's two
+/// indices. What this measures is the machine: a store reaching the other core, and
+/// whatever stalls either thread (the hypervisor, the kernel). Same stamp-at-send,
+/// measure-at-receive. Percentiles in µs (p50, p99, p99.9).
+pub fn spsc_spin_latency(n: u64, rate: Option<u64>) -> (f64, f64, f64) {
+    let clock = Arc::new(LiveClock::new());
+    let (mut tx, mut rx) = rtrb::RingBuffer::<(u64, Tick)>::new(switchyard::bus::DEFAULT_CAPACITY);
+    let recv_clock = clock.clone();
+    let consumer = std::thread::spawn(move || {
+        let mut h = switchyard::bus::NanoHistogram::new();
+        let mut seen = 0u64;
+        let mut sum = 0u64;
+        while seen < n {
+            match rx.pop() {
+                Ok((sent, t)) => {
+                    h.record(recv_clock.now().as_nanos().saturating_sub(sent));
+                    seen += 1;
+                    sum = sum.wrapping_add(t.n ^ t.price as u64);
+                }
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+        std::hint::black_box(sum);
+        h.summary()
+    });
+    let producer = paced_producer(clock, n, rate, move |i, sent| {
+        let mut item = (sent, tick(i));
+        while let Err(rtrb::PushError::Full(back)) = tx.push(item) {
+            item = back;
+            std::hint::spin_loop();
+        }
+    });
+    producer.join().expect("producer");
+    let s = consumer.join().expect("consumer");
+    let us = |ns: u64| ns as f64 / 1_000.0;
+    (us(s.p50_ns), us(s.p99_ns), us(s.p999_ns))
+}
+
 /// The latency benchmarks' producer: an OS thread (as a feed's network thread would be)
 /// that spins on the clock until each event is due at `rate` (or never waits when
 /// `None`), then calls `send(i, now_ns)`.
@@ -254,7 +294,8 @@ fn paced_producer(
     })
 }
 
-/// Rounds of the paced latency runs (bus, mpsc, spinning bus), for the medians.
+/// Rounds of the paced latency runs (bus, mpsc, spinning bus, spinning SPSC ring), for
+/// the medians.
 const LATENCY_ROUNDS: usize = 3;
 
 /// All bus figures, in the order the README lists them.
@@ -276,12 +317,13 @@ pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
     // Paced latency: bus, raw mpsc and spinning bus runs interleaved, LATENCY_ROUNDS
     // rounds; each figure is the median over the rounds, and the ratio the median of the
     // rounds' ratios (a round's two runs share the machine's state of the moment).
-    let mut rounds: Vec<[(f64, f64, f64); 3]> = Vec::new();
+    let mut rounds: Vec<[(f64, f64, f64); 4]> = Vec::new();
     for _ in 0..LATENCY_ROUNDS {
         let bus = bus_latency(200_000, Some(100_000), false).await;
         let raw = mpsc_latency(200_000, Some(100_000)).await;
         let spin = bus_latency(200_000, Some(100_000), true).await;
-        rounds.push([bus, raw, spin]);
+        let floor = spsc_spin_latency(200_000, Some(100_000));
+        rounds.push([bus, raw, spin, floor]);
     }
     // Median over the rounds of run `k`'s percentile `q` (0: p50, 1: p99, 2: p99.9).
     let med = |k: usize, q: usize| {
@@ -301,6 +343,9 @@ pub async fn run(events: u64) -> Vec<(&'static str, f64)> {
     out.push(("latency_spin_100k_p50_us", med(2, 0)));
     out.push(("latency_spin_100k_p99_us", med(2, 1)));
     out.push(("latency_spin_100k_p999_us", med(2, 2)));
+    out.push(("spsc_spin_latency_100k_p50_us", med(3, 0)));
+    out.push(("spsc_spin_latency_100k_p99_us", med(3, 1)));
+    out.push(("spsc_spin_latency_100k_p999_us", med(3, 2)));
     let (p50, p99, p999) = bus_latency(events, None, false).await;
     out.push(("latency_max_p50_us", p50));
     out.push(("latency_max_p99_us", p99));

@@ -39,6 +39,12 @@ pub fn btc_files() -> Vec<PathBuf> {
     ]
 }
 
+/// Rounds of the one-strategy pipeline (feed on its own thread, then on a worker).
+const PIPELINE_ROUNDS: usize = 3;
+
+/// Events in one pass over the BTCUSDT files.
+const PER_PASS: u64 = 19_998;
+
 fn bench_config(repeat: u32, strategies: usize) -> anyhow::Result<Config> {
     let mut cfg = Config::load(None)?;
     cfg.run.feed = "replay".into();
@@ -241,6 +247,14 @@ pub fn sync_chain_only(events: u64) -> anyhow::Result<u64> {
     Ok(n)
 }
 
+/// The node alone, one strategy, on passes over the files repeated to at least `events`:
+/// returns the events published.
+pub async fn node_only(events: u64) -> anyhow::Result<u64> {
+    let repeat = events.div_ceil(PER_PASS).max(1) as u32;
+    let (n, _, _) = through_node(bench_config(repeat, 1)?).await?;
+    Ok(n)
+}
+
 /// Parsing alone on `events` events (passes over the files): returns the events parsed.
 pub fn parse_only(events: u64) -> anyhow::Result<u64> {
     let cfg = bench_config(1, 1)?;
@@ -262,13 +276,35 @@ pub fn parse_only(events: u64) -> anyhow::Result<u64> {
 }
 
 /// `pipeline_eps` (1 strategy) and `pipeline_4_strategies_eps` through the node,
+/// `pipeline_feed_on_worker_eps` (the feed on a runtime worker, not its own thread),
 /// `handbuilt_pipeline_eps` and `sync_chain_eps` baselines, tick-to-order latency at max
 /// speed and at a paced 100,000 events/s (engine parked, and spinning).
 pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
-    let per_pass = 19_998u64;
-    let repeat = events.div_ceil(per_pass).max(1) as u32;
+    let repeat = events.div_ceil(PER_PASS).max(1) as u32;
     let one = bench_config(repeat, 1)?;
-    let (n1, t1, s1) = through_node(one.clone()).await?;
+    // The same node with its feed on a runtime worker instead of a thread of its own.
+    let mut on_worker = one.clone();
+    on_worker.run.feed_thread = switchyard_node::FeedThread::Worker;
+    // Rounds of (own thread, worker), interleaved: each figure is the median over the
+    // rounds, the ratio the median of the rounds' ratios (a round's two runs share the
+    // machine's state of the moment).
+    let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
+    let mut rounds = Vec::new();
+    let mut s1 = None;
+    for _ in 0..PIPELINE_ROUNDS {
+        let (n1, t1, s) = through_node(one.clone()).await?;
+        let (nw, tw, _) = through_node(on_worker.clone()).await?;
+        rounds.push((eps(n1, t1), eps(nw, tw)));
+        s1 = Some((n1, s));
+    }
+    let (n1, s1) = s1.expect("at least one round");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let pipeline = median(rounds.iter().map(|r| r.0).collect());
+    let on_worker_eps = median(rounds.iter().map(|r| r.1).collect());
+    let vs_worker = median(rounds.iter().map(|r| r.0 / r.1).collect());
     let (n4, t4, s4) = through_node(bench_config(repeat, 4)?).await?;
     let (nh, th) = hand_built(&one).await?;
     let (events, t_parse) = load(&one)?;
@@ -278,13 +314,14 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let (sp50, sp99, sn) = paced_tick_to_order(paced, true, Pacing::Timer).await?;
     let (ep50, ep99, en) = paced_tick_to_order(paced, false, Pacing::Spin).await?;
     let (esp50, esp99, esn) = paced_tick_to_order(paced, true, Pacing::Spin).await?;
-    let eps = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
     Ok(vec![
         ("events", n1 as f64),
-        ("pipeline_eps", eps(n1, t1)),
+        ("pipeline_eps", pipeline),
+        ("pipeline_feed_on_worker_eps", on_worker_eps),
+        ("pipeline_vs_feed_on_worker_ratio", vs_worker),
         ("pipeline_4_strategies_eps", eps(n4, t4)),
         ("handbuilt_pipeline_eps", eps(nh, th)),
-        ("node_vs_handbuilt_ratio", eps(n1, t1) / eps(nh, th)),
+        ("node_vs_handbuilt_ratio", pipeline / eps(nh, th)),
         ("sync_chain_eps", eps(n_sync, t_sync)),
         (
             "sync_chain_ns_per_event",

@@ -1,4 +1,4 @@
-//! `switchyard bench work <bus|engine|journal> --events N`: one workload and nothing
+//! `switchyard bench work <workload> --events N`: one workload and nothing
 //! else, for counting instructions per event under callgrind (`scripts/instructions`
 //! runs each at two sizes and divides the difference by the extra events, so the
 //! set-up cancels out). Prints the events done.
@@ -23,6 +23,13 @@ pub enum Workload {
     /// The replay feed's parsing: the BTCUSDT trades and quotes files read, parsed and
     /// merged in time order, passes repeated to `events`.
     Parse,
+    /// The whole pipeline through the node (replay of the BTCUSDT files → bus → engine →
+    /// paper venue, one strategy), passes repeated to about `events`, on a current-thread
+    /// runtime: the instructions of every stage together.
+    Pipeline,
+    /// The same on the multi-thread runtime, as `bench pipeline` runs it (for `perf`: the
+    /// stages on two cores, with their hand-offs and wake-ups).
+    PipelineThreaded,
 }
 
 /// Runs `workload` for `events` events; returns the events done.
@@ -32,6 +39,18 @@ pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
         Workload::Fanout => bus_on_one_thread(events, 16),
         Workload::Engine => pipeline::sync_chain_only(events),
         Workload::Parse => pipeline::parse_only(events),
+        Workload::Pipeline => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(pipeline::node_only(events))
+        }
+        Workload::PipelineThreaded => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(pipeline::node_only(events))
+        }
         Workload::Journal => {
             let dir = std::env::temp_dir()
                 .join(format!("switchyard-work-journal-{}", std::process::id()));

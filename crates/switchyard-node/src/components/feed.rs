@@ -12,20 +12,24 @@ use tokio::task::JoinHandle;
 use crate::shared::NodeShared;
 
 /// Runs a feed until its data ends (then the run completes) or the node stops it. The
-/// feed runs on a cooperative task: at stop it is cancelled, finishes the event in hand
-/// and reports its [`FeedSummary`] (skipped lines, errors). It is never restarted: a
-/// replay restarted from the start would repeat data and move event time backwards.
+/// feed runs on a cooperative task — on a thread of its own or on a runtime worker, as
+/// [`FeedThread`](crate::config::FeedThread) chose: at stop it is cancelled, finishes
+/// the event in hand and reports its [`FeedSummary`] (skipped lines, errors). It is never
+/// restarted: a replay restarted from the start would repeat data and move event time
+/// backwards.
 pub struct FeedComponent {
     source: Mutex<Option<FeedSource>>,
+    dedicated: bool,
     task: Mutex<Option<JoinHandle<Result<FeedSummary, FeedError>>>>,
     shared: Arc<NodeShared>,
 }
 
 impl FeedComponent {
-    /// A feed of `source`.
-    pub fn new(source: FeedSource, shared: Arc<NodeShared>) -> Self {
+    /// A feed of `source`, on a thread of its own if `dedicated`, else a runtime worker.
+    pub fn new(source: FeedSource, dedicated: bool, shared: Arc<NodeShared>) -> Self {
         FeedComponent {
             source: Mutex::new(Some(source)),
+            dedicated,
             task: Mutex::new(None),
             shared,
         }
@@ -58,7 +62,7 @@ impl Component for FeedComponent {
             let stats = Arc::clone(&self.shared.feed_stats);
             let done = ctx.clone();
             let shared = Arc::clone(&self.shared);
-            let task = ctx.spawn_cooperative("feed", async move {
+            let feed = async move {
                 let r = run_feed(bus, source, cancel, stats).await;
                 match &r {
                     Ok(s) if !s.cancelled => done.complete("end of data"),
@@ -69,7 +73,12 @@ impl Component for FeedComponent {
                     }
                 }
                 r
-            });
+            };
+            let task = if self.dedicated {
+                ctx.spawn_dedicated("feed", feed)
+            } else {
+                ctx.spawn_cooperative("feed", feed)
+            };
             *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
             Ok(())
         })

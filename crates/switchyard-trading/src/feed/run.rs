@@ -118,6 +118,17 @@ pub enum FeedSource {
     },
 }
 
+impl FeedSource {
+    /// Whether the feed waits for each event's time (the simulator at a rate, a replay at
+    /// a speed other than `max`); an unpaced feed publishes as fast as it can.
+    pub fn is_paced(&self) -> bool {
+        match self {
+            FeedSource::Sim { rate, .. } => rate.is_some_and(|r| r > 0),
+            FeedSource::Replay { speed, .. } => *speed != Speed::Max,
+        }
+    }
+}
+
 /// Live counters of a running feed.
 #[derive(Debug, Default)]
 pub struct FeedStats {

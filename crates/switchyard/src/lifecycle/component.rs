@@ -216,6 +216,30 @@ impl ComponentContext {
         self.inner.tracker.spawn(fut)
     }
 
+    /// [`spawn_cooperative`](Self::spawn_cooperative) on a thread of its own (from the
+    /// runtime's blocking pool, running `fut` with [`Handle::block_on`]): for a producer
+    /// that keeps a core busy — a replay parsing files as fast as it can, a feed spinning
+    /// on the clock — or that blocks on synchronous I/O. On a runtime worker such a task
+    /// holds the worker, and a subscriber it wakes is queued on that worker's slot behind
+    /// it (tokio runs the task a worker wakes on the same worker, next): producer and
+    /// consumer then take turns on one core. Woken from a thread of its own, the
+    /// subscriber runs on an idle worker, in parallel. `fut` still has the runtime's
+    /// timers and I/O; the same contract as `spawn_cooperative` holds (watch the
+    /// cancellation, finish by yourself; the stop waits for it).
+    ///
+    /// [`Handle::block_on`]: tokio::runtime::Handle::block_on
+    pub fn spawn_dedicated<T, F>(&self, task_name: &str, fut: F) -> tokio::task::JoinHandle<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        tracing::debug!(component = %self.name(), task = task_name, "task spawned on a thread of its own");
+        let handle = tokio::runtime::Handle::current();
+        self.inner
+            .tracker
+            .spawn_blocking(move || handle.block_on(fut))
+    }
+
     /// Report that this component's work is done (e.g. the end of a replay file): shuts
     /// the system down with [`ShutdownTrigger::Completed`] (source: the component's
     /// name), unless a shutdown was already requested. Exit code 0.
