@@ -265,32 +265,33 @@ async fn try_publish_hands_the_event_back_when_a_block_queue_is_full() {
     let bus = Bus::new();
     let gate = Arc::new(Semaphore::new(0));
     let (tx, _rx) = mpsc::unbounded_channel();
-    bus.subscription::<u64>("x")
+    let sub = bus
+        .subscription::<u64>("x")
         .unwrap()
         .capacity(2)
         .batch(1)
         .subscribe(gated(gate, tx))
         .unwrap();
-    let mut full = None;
-    for i in 0..10u64 {
-        match bus.try_publish(t("x"), i) {
-            Ok(_) => tokio::task::yield_now().await,
-            Err(e) => {
-                full = Some(e);
-                break;
-            }
-        }
+    // Event 0 goes into the handler's hands (held at the gate), leaving the queue empty.
+    bus.try_publish(t("x"), 0u64).unwrap();
+    while sub.stats().queued != 0 {
+        tokio::task::yield_now().await;
     }
-    match full {
-        Some(TryPublishError::Full {
+    // The queue takes exactly its capacity, and the next event comes back, not admitted.
+    bus.try_publish(t("x"), 1u64).unwrap();
+    bus.try_publish(t("x"), 2u64).unwrap();
+    match bus.try_publish(t("x"), 3u64) {
+        Err(TryPublishError::Full {
             event,
             subscription,
         }) => {
             assert_eq!(subscription, "x");
-            assert!(event >= 2);
+            assert_eq!(event, 3);
         }
         other => panic!("expected Full, got {other:?}"),
     }
+    let s = sub.stats();
+    assert_eq!((s.queued, s.overcommitted, s.accepted), (2, 0, 3));
 }
 
 /// Fill a gated subscription with `policy` while its handler is held, then release it.
