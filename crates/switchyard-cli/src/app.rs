@@ -601,7 +601,9 @@ impl App {
                 0
             }
         };
-        drop(rt);
+        // Tasks on threads of their own (a feed's) have ended with the node's stop; one
+        // blocked for good in a read must not hold the exit after the summary is out.
+        rt.shutdown_timeout(std::time::Duration::from_secs(10));
         Ok(code)
     }
 }
