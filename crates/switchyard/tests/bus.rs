@@ -545,6 +545,11 @@ async fn control_events_overtake_a_data_backlog() {
         "control did not overtake"
     );
     assert_eq!(order[2], "data 1");
+    let s = sub.stats();
+    assert_eq!(
+        (s.control_received, s.control_handled, s.delivered),
+        (1, 1, 10_000)
+    );
 }
 
 // 5. Handler isolation --------------------------------------------------------------------
