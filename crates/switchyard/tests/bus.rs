@@ -450,6 +450,58 @@ async fn evict_disconnects_a_subscriber_that_stays_full_and_raises_an_alert() {
     assert_eq!(bus.publisher::<u64>(t("x")).subscriber_count(), 0);
 }
 
+/// Evicted while its worker holds a batch taken from the queue: what it had not handled
+/// yet counts as evicted too, so every accepted event is accounted for.
+#[tokio::test(start_paused = true)]
+async fn evicting_a_worker_mid_batch_counts_the_events_in_its_hands() {
+    let clock = ManualClock::new(Timestamp(0));
+    let bus = Bus::with_clock(Arc::new(clock.clone()));
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscription::<u64>("x")
+        .unwrap()
+        .capacity(4)
+        .batch(4)
+        .overflow(Overflow::Evict {
+            grace: Duration::from_secs(2),
+        })
+        .subscribe(gated(gate.clone(), tx))
+        .unwrap();
+    for i in 0..4u64 {
+        bus.publish(t("x"), i).await.unwrap();
+    }
+    while sub.stats().queued != 0 {
+        tokio::task::yield_now().await; // the worker took 0..=3 and waits in event 0
+    }
+    for i in 4..=8u64 {
+        bus.publish(t("x"), i).await.unwrap(); // 4 queued, 8 refused: full since t=0
+    }
+    clock.advance(Duration::from_secs(3));
+    bus.publish(t("x"), 9u64).await.unwrap(); // still full after the grace: evicted
+    assert_eq!(sub.stats().dropped.evicted, 4);
+    gate.add_permits(100);
+    assert_eq!(seen.recv().await, Some(0));
+    while sub.stats().delivered != 1 {
+        tokio::task::yield_now().await;
+    }
+    tokio::task::yield_now().await;
+    let s = sub.stats();
+    assert_eq!(s.state, "evicted");
+    assert_eq!(s.delivered, 1, "the worker stopped after the event in hand");
+    assert_eq!(
+        s.dropped.evicted,
+        4 + 3,
+        "the queue's four and the batch's three"
+    );
+    assert_eq!(s.dropped.newest, 2);
+    assert_eq!(s.accepted, s.delivered + s.dropped.evicted);
+    assert!(
+        seen.try_recv().is_err(),
+        "nothing handled after the eviction"
+    );
+}
+
 #[tokio::test]
 async fn fan_out_shares_one_payload_and_one_subscriber_owns_it() {
     let bus = Bus::new();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard::bus::{DeadLetter, HandlerResult, Overflow, sync_handler};
+use switchyard::bus::{DeadLetter, HandlerResult, Overflow, handler_fn, sync_handler};
 use switchyard::control::ControlEvent;
 use switchyard::{Bus, ControlEnvelope, Envelope, Topic};
 use tokio::sync::{Semaphore, mpsc};
@@ -195,4 +195,46 @@ async fn unsubscribing_delivers_what_was_queued_and_ends_the_thread() {
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     spinning_threads_become(0).await;
     bus.shutdown(Duration::from_secs(5)).await;
+}
+
+/// At the shutdown deadline a spinning worker held in a handler is told to stop (it has
+/// no task to abort): it finishes the event in hand and handles nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_worker_stops_after_the_event_in_hand_at_the_shutdown_deadline() {
+    let _serial = SERIAL.lock().await;
+    let bus = Bus::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let g = gate.clone();
+    let sub = bus
+        .subscription::<u64>("x")
+        .unwrap()
+        .spin(true)
+        .subscribe(handler_fn(move |ev: &Envelope<u64>| {
+            let (v, gate, tx) = (*ev.payload(), g.clone(), tx.clone());
+            async move {
+                gate.acquire().await.unwrap().forget();
+                let _ = tx.send(v);
+                Ok(())
+            }
+        }))
+        .unwrap();
+    spinning_threads_become(1).await;
+    for i in 0..10u64 {
+        bus.publish(t("x"), i).await.unwrap();
+    }
+    while sub.stats().queued != 0 {
+        tokio::task::yield_now().await; // the worker took all ten and waits in event 0
+    }
+    // A deadline the held handler cannot meet: it waits for the gate, opened only after.
+    let report = bus.shutdown(Duration::from_millis(50)).await;
+    assert!(report.deadline_hit);
+    gate.add_permits(100);
+    spinning_threads_become(0).await;
+    let mut got = Vec::new();
+    while let Ok(v) = rx.try_recv() {
+        got.push(v);
+    }
+    assert_eq!(got, vec![0]);
+    assert_eq!(sub.stats().delivered, 1);
 }
