@@ -504,6 +504,95 @@ async fn evicting_a_worker_mid_batch_counts_the_events_in_its_hands() {
     );
 }
 
+/// After a worker took part of a conflating queue, a pending key is still replaced where
+/// it stands (the queue's front moved by what was taken).
+#[tokio::test]
+async fn conflation_after_a_partial_take_replaces_the_pending_event() {
+    let bus = Bus::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscription::<u64>("q.>")
+        .unwrap()
+        .capacity(8)
+        .batch(1)
+        .overflow(Overflow::Conflate)
+        .subscribe(gated(gate.clone(), tx))
+        .unwrap();
+    bus.publish(t("q.A"), 100u64).await.unwrap();
+    while sub.stats().queued != 0 {
+        tokio::task::yield_now().await; // 100 is in the handler's hands
+    }
+    bus.publish(t("q.B"), 1u64).await.unwrap();
+    bus.publish(t("q.C"), 2u64).await.unwrap();
+    gate.add_permits(1); // 100 done; the worker takes B's 1 alone and waits in it
+    while sub.stats().queued != 1 {
+        tokio::task::yield_now().await;
+    }
+    bus.publish(t("q.C"), 3u64).await.unwrap(); // replaces the pending 2
+    gate.add_permits(10);
+    assert_eq!(drain(&mut rx, 3).await, vec![100, 1, 3]);
+    let s = sub.stats();
+    assert_eq!((s.dropped.conflated, s.delivered), (1, 3));
+}
+
+/// Full for exactly the grace period is full for the grace period: evicted.
+#[tokio::test(start_paused = true)]
+async fn evict_at_exactly_the_grace_period() {
+    let clock = ManualClock::new(Timestamp(0));
+    let bus = Bus::with_clock(Arc::new(clock.clone()));
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscription::<u64>("x")
+        .unwrap()
+        .capacity(1)
+        .batch(1)
+        .overflow(Overflow::Evict {
+            grace: Duration::from_secs(2),
+        })
+        .subscribe(gated(gate, tx))
+        .unwrap();
+    bus.publish(t("x"), 0u64).await.unwrap();
+    while sub.stats().queued != 0 {
+        tokio::task::yield_now().await;
+    }
+    bus.publish(t("x"), 1u64).await.unwrap(); // queued: full from now
+    bus.publish(t("x"), 2u64).await.unwrap(); // refused, full since t = 0
+    clock.advance(Duration::from_millis(1_999));
+    bus.publish(t("x"), 3u64).await.unwrap(); // refused: 1.999 s < grace
+    assert_eq!(sub.stats().state, "active");
+    clock.advance(Duration::from_millis(1));
+    bus.publish(t("x"), 4u64).await.unwrap(); // full for 2 s: evicted
+    let s = sub.stats();
+    assert_eq!(s.state, "evicted");
+    assert_eq!((s.dropped.newest, s.dropped.evicted), (3, 1));
+}
+
+/// A control event reaches a subscription with no data at all.
+#[tokio::test(start_paused = true)]
+async fn a_control_event_reaches_an_idle_subscription() {
+    let bus = Bus::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe_control("watch", move |c: &switchyard::ControlEnvelope| {
+            let _ = tx.send(c.topic);
+            async { Ok(()) }
+        })
+        .unwrap();
+    bus.publish_control(ControlEvent::Shutdown {
+        reason: "test".into(),
+    });
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the control event was handled");
+    assert_eq!(
+        got.map(|t| t.as_str().to_owned()),
+        Some("switchyard.control.shutdown".into())
+    );
+    assert_eq!(sub.stats().control_handled, 1);
+}
+
 #[tokio::test]
 async fn fan_out_shares_one_payload_and_one_subscriber_owns_it() {
     let bus = Bus::new();
