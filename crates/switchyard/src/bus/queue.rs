@@ -40,7 +40,6 @@ pub(crate) enum Status {
 #[derive(Default, Clone, Copy, Debug)]
 pub(crate) struct Counts {
     pub accepted: u64,
-    pub taken: u64,
     pub dropped: DropCounts,
     pub overcommitted: u64,
     pub rejected_at_shutdown: u64,
@@ -299,7 +298,6 @@ impl<T> SubShared<T> {
         if !st.items.is_empty() {
             let n = st.items.take_front(batch);
             st.head += n as u64;
-            st.counts.taken += n as u64;
             st.full_since = None;
             if st.items.is_empty() {
                 st.conflate.clear();
