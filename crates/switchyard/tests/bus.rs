@@ -44,6 +44,14 @@ fn gated(
     })
 }
 
+/// Yield until `sub` has exactly `n` events queued (the worker took the rest into its
+/// hands).
+async fn queued_becomes(sub: &switchyard::bus::Subscription, n: u64) {
+    while sub.stats().queued != n {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>, n: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -274,9 +282,7 @@ async fn try_publish_hands_the_event_back_when_a_block_queue_is_full() {
         .unwrap();
     // Event 0 goes into the handler's hands (held at the gate), leaving the queue empty.
     bus.try_publish(t("x"), 0u64).unwrap();
-    while sub.stats().queued != 0 {
-        tokio::task::yield_now().await;
-    }
+    queued_becomes(&sub, 0).await;
     // The queue takes exactly its capacity, and the next event comes back, not admitted.
     bus.try_publish(t("x"), 1u64).unwrap();
     bus.try_publish(t("x"), 2u64).unwrap();
@@ -322,9 +328,7 @@ async fn run_policy_with(
         .unwrap();
     // First event goes into the handler and waits there.
     bus.publish(t(topics[0]), 1000u64).await.unwrap();
-    while sub.stats().queued != 0 {
-        tokio::task::yield_now().await;
-    }
+    queued_becomes(&sub, 0).await;
     for i in 0..n {
         let topic = t(topics[i as usize % topics.len()]);
         if via_try_publish {
@@ -427,9 +431,7 @@ async fn evict_disconnects_a_subscriber_that_stays_full_and_raises_an_alert() {
         .subscribe(gated(gate, tx))
         .unwrap();
     bus.publish(t("x"), 0u64).await.unwrap();
-    while sub.stats().queued != 0 {
-        tokio::task::yield_now().await;
-    }
+    queued_becomes(&sub, 0).await;
     for i in 1..=6u64 {
         bus.publish(t("x"), i).await.unwrap(); // 4 queued, 2 refused (full since t=0)
     }
@@ -473,9 +475,7 @@ async fn evicting_a_worker_mid_batch_counts_the_events_in_its_hands() {
     for i in 0..4u64 {
         bus.publish(t("x"), i).await.unwrap();
     }
-    while sub.stats().queued != 0 {
-        tokio::task::yield_now().await; // the worker took 0..=3 and waits in event 0
-    }
+    queued_becomes(&sub, 0).await; // the worker took 0..=3 and waits in event 0
     for i in 4..=8u64 {
         bus.publish(t("x"), i).await.unwrap(); // 4 queued, 8 refused: full since t=0
     }
@@ -520,15 +520,11 @@ async fn conflation_after_a_partial_take_replaces_the_pending_event() {
         .subscribe(gated(gate.clone(), tx))
         .unwrap();
     bus.publish(t("q.A"), 100u64).await.unwrap();
-    while sub.stats().queued != 0 {
-        tokio::task::yield_now().await; // 100 is in the handler's hands
-    }
+    queued_becomes(&sub, 0).await; // 100 is in the handler's hands
     bus.publish(t("q.B"), 1u64).await.unwrap();
     bus.publish(t("q.C"), 2u64).await.unwrap();
     gate.add_permits(1); // 100 done; the worker takes B's 1 alone and waits in it
-    while sub.stats().queued != 1 {
-        tokio::task::yield_now().await;
-    }
+    queued_becomes(&sub, 1).await;
     bus.publish(t("q.C"), 3u64).await.unwrap(); // replaces the pending 2
     gate.add_permits(10);
     assert_eq!(drain(&mut rx, 3).await, vec![100, 1, 3]);
@@ -554,9 +550,7 @@ async fn evict_at_exactly_the_grace_period() {
         .subscribe(gated(gate, tx))
         .unwrap();
     bus.publish(t("x"), 0u64).await.unwrap();
-    while sub.stats().queued != 0 {
-        tokio::task::yield_now().await;
-    }
+    queued_becomes(&sub, 0).await;
     bus.publish(t("x"), 1u64).await.unwrap(); // queued: full from now
     bus.publish(t("x"), 2u64).await.unwrap(); // refused, full since t = 0
     clock.advance(Duration::from_millis(1_999));

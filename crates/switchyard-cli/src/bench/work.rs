@@ -39,18 +39,8 @@ pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
         Workload::Fanout => bus_on_one_thread(events, 16),
         Workload::Engine => pipeline::sync_chain_only(events),
         Workload::Parse => pipeline::parse_only(events),
-        Workload::Pipeline => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(pipeline::node_only(events))
-        }
-        Workload::PipelineThreaded => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(pipeline::node_only(events))
-        }
+        Workload::Pipeline => runtime(false)?.block_on(pipeline::node_only(events)),
+        Workload::PipelineThreaded => runtime(true)?.block_on(pipeline::node_only(events)),
         Workload::Journal => {
             let dir = std::env::temp_dir()
                 .join(format!("switchyard-work-journal-{}", std::process::id()));
@@ -65,10 +55,18 @@ pub fn run(workload: Workload, events: u64) -> anyhow::Result<u64> {
 /// The bus, one publisher to `subs` subscribers, on a current-thread runtime (one
 /// thread: the count does not depend on how two threads interleave).
 fn bus_on_one_thread(events: u64, subs: usize) -> anyhow::Result<u64> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = runtime(false)?;
     rt.block_on(super::bus::bus_fanout(events, subs, false));
     rt.shutdown_timeout(Duration::from_secs(5));
     Ok(events)
+}
+
+/// A current-thread runtime, or the multi-thread one when `threaded`.
+fn runtime(threaded: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = if threaded {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all().build()
 }
